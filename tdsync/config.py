@@ -1,0 +1,45 @@
+"""Settings read from the environment (SPEC.md, "Configuration")."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    mongo_uri: str | None
+    mongo_db: str
+    encryption_key: str | None
+    api_key: str | None
+    dagster_home: Path
+    source_timeout_s: float
+    scan_lease_s: float
+
+    @property
+    def embedded(self) -> bool:
+        return self.mongo_uri is None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        home = Path(env.get("TDSYNC_HOME") or ".tdsync").absolute()
+        return cls(
+            home=home,
+            mongo_uri=env.get("TDSYNC_MONGO_URI") or None,
+            mongo_db=env.get("TDSYNC_MONGO_DB") or "tdsync",
+            encryption_key=env.get("TDSYNC_ENCRYPTION_KEY") or None,
+            api_key=env.get("TDSYNC_API_KEY") or None,
+            dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").absolute(),
+            source_timeout_s=float(env.get("TDSYNC_SOURCE_TIMEOUT_S") or 10),
+            scan_lease_s=float(env.get("TDSYNC_SCAN_LEASE_S") or 900),
+        )
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """Point DAGSTER_HOME at the configured instance, creating it on first use."""
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    return settings.dagster_home

@@ -1,0 +1,115 @@
+"""The refresh job: load the connection -> list live tables -> diff -> write statuses."""
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
+from tdsync.models import utcnow
+from tdsync.refresh import Listing, RefreshPlan, plan_refresh
+
+CONNECTION_TAG = "tdsync/db_connection_id"
+TRIGGER_TAG = "tdsync/trigger"
+
+
+class ConnectionConfig(dg.Config):
+    db_connection_id: str
+
+
+@dataclass(frozen=True)
+class ConnectionRef:
+    """What ops pass around: never the URI (outputs are stored; URIs hold passwords)."""
+
+    id: str
+    alias: str
+    dialect: str
+    schemas: list[str] | None
+
+
+@dg.op
+def load_connection(
+    context: dg.OpExecutionContext, config: ConnectionConfig, catalogue: CatalogueResource
+) -> ConnectionRef:
+    with failures_as_dagster():
+        conn = catalogue.get_store().get_connection(config.db_connection_id)
+    _tag_run(context, conn.id)
+    context.log.info(
+        f"connection {conn.alias} ({conn.dialect}), schemas: {conn.schemas or 'default'}"
+    )
+    return ConnectionRef(conn.id, conn.alias, conn.dialect, conn.schemas)
+
+
+@dg.op
+def list_live_tables(
+    context: dg.OpExecutionContext,
+    connection: ConnectionRef,
+    catalogue: CatalogueResource,
+    sources: SourceDatabasesResource,
+) -> Listing:
+    with failures_as_dagster():
+        uri = catalogue.get_store().connection_uri(connection.id)
+        listing = sources.list_live(connection_uri=uri, schemas=connection.schemas)
+    counts = {schema: len(tables or []) for schema, tables in listing.schemas.items()}
+    context.log.info(f"live tables and views per schema: {counts}")
+    return listing
+
+
+@dg.op
+def diff_against_catalogue(
+    context: dg.OpExecutionContext,
+    connection: ConnectionRef,
+    listing: Listing,
+    catalogue: CatalogueResource,
+) -> RefreshPlan:
+    with failures_as_dagster():
+        stored = catalogue.get_store().stored_tables(connection.id)
+        plan = plan_refresh(stored, listing, utcnow())
+    context.log.info(f"plan: {plan.summary()}")
+    return plan
+
+
+@dg.op
+def write_statuses(
+    context: dg.OpExecutionContext,
+    connection: ConnectionRef,
+    plan: RefreshPlan,
+    catalogue: CatalogueResource,
+) -> dict[str, int]:
+    now = utcnow()
+    with failures_as_dagster():
+        store = catalogue.get_store()
+        written = store.apply_refresh(connection.id, plan, now)
+        store.mark_refreshed(connection.id, now)
+    summary = {**plan.summary(), "documents_written": written}
+    context.add_output_metadata(
+        {
+            **summary,
+            "connection": connection.alias,
+            "added_tables": _names((t.schema_name, t.table_name) for t in plan.inserts),
+            "deprecated_tables": _names(r.key for r in plan.deprecations),
+            "restored_tables": _names(r.stored.key for r in plan.restores),
+        }
+    )
+    context.log.info(f"refresh of {connection.alias}: {summary}")
+    return summary
+
+
+@dg.job(tags={TRIGGER_TAG: "ui"})
+def refresh_table_descriptions() -> None:
+    connection = load_connection()
+    listing = list_live_tables(connection)
+    plan = diff_against_catalogue(connection, listing)
+    write_statuses(connection, plan)
+
+
+def _names(keys) -> dg.MetadataValue:
+    names = [".".join(key) for key in keys]
+    shown = names[:50] + ([f"… and {len(names) - 50} more"] if len(names) > 50 else [])
+    return dg.MetadataValue.json(shown)
+
+
+def _tag_run(context: dg.OpExecutionContext, connection_id: str) -> None:
+    # Runs launched from the UI only carry the connection in their config; tag them so that
+    # run lists filter and per-connection concurrency see them like every other trigger's.
+    if context.run.tags.get(CONNECTION_TAG) != connection_id:
+        context.instance.add_run_tags(context.run_id, {CONNECTION_TAG: connection_id})

@@ -1,0 +1,137 @@
+"""The embedded default store: one SecantusDB process per TDSYNC_HOME, shared by every tdsync process.
+
+A file lock serialises start-up, a state file records the port, and a live server is reused; a
+second server on the same folder is impossible (SecantusDB refuses a data folder in use).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+from tdsync.errors import ConfigurationError
+
+START_TIMEOUT_S = 30.0
+
+
+def embedded_uri(home: Path) -> str:
+    """The URI of this home's embedded server, started if it is not running."""
+    folder = home / "mongo"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = _read_state(folder)
+        if state and _answers(state["uri"]):
+            return state["uri"]
+        return _start(folder)
+
+
+def stop_embedded(home: Path) -> bool:
+    """Stop this home's embedded server if it runs; True if one was stopped."""
+    folder = home / "mongo"
+    state = _read_state(folder)
+    if not state:
+        return False
+    try:
+        os.kill(state["pid"], 15)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(state["pid"]):
+        time.sleep(0.05)
+    (folder / "server.json").unlink(missing_ok=True)
+    return True
+
+
+def _start(folder: Path) -> str:
+    try:
+        import secantus  # noqa: F401
+    except ImportError:
+        raise ConfigurationError(
+            "TDSYNC_MONGO_URI is not set and the embedded store is not installed: "
+            "`pip install 'tdsync[embedded]'` or point TDSYNC_MONGO_URI at a MongoDB"
+        ) from None
+    port = _free_port()
+    config = folder / "empty.toml"
+    config.touch()
+    log = open(folder / "server.log", "ab")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "secantus",
+            "--standalone",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(folder / "data"),
+            # An explicit empty config: otherwise it reads ./secantusd.toml or ~/.secantus/.
+            "--config",
+            str(config),
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # outlives the process that started it; Ctrl-C there does not kill it
+    )
+    uri = f"mongodb://127.0.0.1:{port}/?retryWrites=false"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ConfigurationError(
+                f"the embedded MongoDB server exited at start (code {proc.returncode}); "
+                f"see {folder / 'server.log'}"
+            )
+        if _answers(uri):
+            (folder / "server.json").write_text(json.dumps({"pid": proc.pid, "uri": uri}))
+            return uri
+        time.sleep(0.1)
+    proc.kill()
+    raise ConfigurationError(
+        f"the embedded MongoDB server did not start in {START_TIMEOUT_S:.0f} s"
+    )
+
+
+def _read_state(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / "server.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _answers(uri: str) -> bool:
+    client = MongoClient(uri, serverSelectionTimeoutMS=500, connectTimeoutMS=500)
+    try:
+        client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,143 @@
+"""The catalogue's documents, as SPEC.md lists them, and their Mongo form."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from bson import ObjectId
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utcnow() -> datetime:
+    # Mongo keeps milliseconds; truncating here makes stored and returned values compare equal.
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """pymongo returns naive datetimes that are UTC; make them aware."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+class Status(StrEnum):
+    NOT_SCANNED = "NOT_SCANNED"
+    SYNCHRONIZING = "SYNCHRONIZING"
+    DEPRECATED = "DEPRECATED"
+    SCANNED = "SCANNED"
+    FAILED = "FAILED"
+
+
+class TableType(StrEnum):
+    TABLE = "TABLE"
+    VIEW = "VIEW"
+    MATERIALIZED_VIEW = "MATERIALIZED_VIEW"
+
+
+class ForeignKey(BaseModel):
+    field_name: str
+    reference_table: str
+
+
+class ColumnDescription(BaseModel):
+    name: str
+    data_type: str | None = None
+    is_primary_key: bool = False
+    nullable: bool = True
+    description: str | None = None
+    low_cardinality: bool = False
+    categories: list[str] | None = None
+    foreign_key: ForeignKey | None = None
+
+
+class SchemaChange(BaseModel):
+    """One entry of a description's drift history: what a refresh or scan saw change."""
+
+    detected_at: datetime
+    added: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    type_changed: list[str] = Field(default_factory=list)
+
+
+class TableDescription(BaseModel):
+    model_config = ConfigDict(use_enum_values=False)
+
+    id: str
+    db_connection_id: str
+    schema_name: str
+    table_name: str
+    table_type: TableType = TableType.TABLE
+    description: str | None = None
+    table_schema: str | None = None
+    status: Status = Status.NOT_SCANNED
+    error_message: str | None = None
+    columns: list[ColumnDescription] = Field(default_factory=list)
+    examples: list[dict[str, Any]] = Field(default_factory=list)
+    last_schema_sync: datetime | None = None
+    last_refreshed_at: datetime | None = None
+    created_at: datetime | None = None
+    metadata: dict[str, Any] | None = None
+    schema_changes: list[SchemaChange] = Field(default_factory=list)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> TableDescription:
+        data = {k: v for k, v in doc.items() if k in cls.model_fields}
+        data["id"] = str(doc["_id"])
+        for key in ("last_schema_sync", "last_refreshed_at", "created_at"):
+            data[key] = as_utc(doc.get(key))
+        return cls.model_validate(data)
+
+
+class DatabaseConnection(BaseModel):
+    """A registered source database. `connection_uri` here is always the masked form."""
+
+    id: str
+    alias: str
+    dialect: str
+    connection_uri: str
+    schemas: list[str] | None = None
+    refresh_schedule: str | None = None
+    metadata: dict[str, Any] | None = None
+    created_at: datetime | None = None
+    last_refreshed_at: datetime | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], masked_uri: str) -> DatabaseConnection:
+        data = {k: v for k, v in doc.items() if k in cls.model_fields}
+        data["id"] = str(doc["_id"])
+        data["connection_uri"] = masked_uri
+        data["created_at"] = as_utc(doc.get("created_at"))
+        data["last_refreshed_at"] = as_utc(doc.get("last_refreshed_at"))
+        return cls.model_validate(data)
+
+
+def new_description_doc(
+    *,
+    db_connection_id: str,
+    schema_name: str,
+    table_name: str,
+    table_type: TableType,
+    now: datetime,
+) -> dict[str, Any]:
+    """The Mongo document of a table seen for the first time."""
+    return {
+        "_id": ObjectId(),
+        "db_connection_id": db_connection_id,
+        "schema_name": schema_name,
+        "table_name": table_name,
+        "table_type": str(table_type),
+        "description": None,
+        "table_schema": None,
+        "status": str(Status.NOT_SCANNED),
+        "error_message": None,
+        "columns": [],
+        "examples": [],
+        "last_schema_sync": None,
+        "last_refreshed_at": now,
+        "created_at": now,
+        "metadata": None,
+        "schema_changes": [],
+    }

@@ -1,0 +1,148 @@
+"""The refresh rules of SPEC.md as one pure function: stored descriptions + live listing -> plan.
+
+No I/O here. The store applies a plan with conditional writes, so a plan computed from a
+slightly stale read can never undo what a concurrent refresh or scan wrote.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from tdsync.errors import EmptyDatabase, InvalidDatabaseConnection
+from tdsync.models import Status, TableType
+
+LEASE_EXPIRED_MESSAGE = (
+    "scan did not finish before its lease expired at {expiry} (the scan run died or was cancelled)"
+)
+
+
+@dataclass(frozen=True)
+class LiveTable:
+    schema_name: str
+    table_name: str
+    table_type: TableType
+
+
+@dataclass(frozen=True)
+class StoredTable:
+    id: str
+    schema_name: str
+    table_name: str
+    table_type: TableType
+    status: Status
+    lease_expires_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.schema_name, self.table_name)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a source database holds now, per listed schema; None for a schema that does not exist."""
+
+    schemas: dict[str, list[LiveTable] | None]
+
+
+@dataclass(frozen=True)
+class Restore:
+    stored: StoredTable
+    table_type: TableType
+
+
+@dataclass(frozen=True)
+class RefreshPlan:
+    inserts: list[LiveTable] = field(default_factory=list)
+    deprecations: list[StoredTable] = field(default_factory=list)
+    restores: list[Restore] = field(default_factory=list)
+    retypes: list[Restore] = field(default_factory=list)
+    expired_leases: list[StoredTable] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.inserts
+            or self.deprecations
+            or self.restores
+            or self.retypes
+            or self.expired_leases
+        )
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "added": len(self.inserts),
+            "deprecated": len(self.deprecations),
+            "restored": len(self.restores),
+            "retyped": len(self.retypes),
+            "expired_leases": len(self.expired_leases),
+            "unchanged": self.unchanged,
+        }
+
+
+def plan_refresh(stored: list[StoredTable], listing: Listing, now: datetime) -> RefreshPlan:
+    """Decide every status change of one refresh.
+
+    Raises EmptyDatabase when a listed schema came back empty (or missing) although the catalogue
+    holds descriptions for it: that is far more often a permissions or connection problem than a
+    database that really lost every table, and deprecating it all would be a catalogue-wide loss.
+    """
+    stored_by_schema: dict[str, list[StoredTable]] = defaultdict(list)
+    for row in stored:
+        stored_by_schema[row.schema_name].append(row)
+
+    for schema, live in listing.schemas.items():
+        if not live and any(
+            r.status != Status.DEPRECATED for r in stored_by_schema.get(schema, [])
+        ):
+            raise EmptyDatabase(
+                f"schema {schema!r} has no tables or views but the catalogue describes some; "
+                "refusing to deprecate them all",
+                {"schema_name": schema},
+            )
+        if live is None:
+            raise InvalidDatabaseConnection(
+                f"schema {schema!r} does not exist in the database", {"schema_name": schema}
+            )
+
+    live_by_key = {
+        (t.schema_name, t.table_name): t
+        for tables in listing.schemas.values()
+        for t in tables or []
+    }
+    stored_keys = set()
+    deprecations, restores, retypes, expired = [], [], [], []
+    unchanged = 0
+    for row in stored:
+        stored_keys.add(row.key)
+        live = live_by_key.get(row.key)
+        if live is None:
+            # Gone from its schema, or its schema was removed from the connection.
+            if row.status != Status.DEPRECATED:
+                deprecations.append(row)
+            else:
+                unchanged += 1
+        elif row.status == Status.DEPRECATED:
+            restores.append(Restore(row, live.table_type))
+        elif row.status == Status.SYNCHRONIZING and _lease_expired(row, now):
+            expired.append(row)
+        elif row.table_type != live.table_type:
+            retypes.append(Restore(row, live.table_type))
+        else:
+            unchanged += 1
+
+    inserts = [t for key, t in sorted(live_by_key.items()) if key not in stored_keys]
+    return RefreshPlan(
+        inserts=inserts,
+        deprecations=deprecations,
+        restores=restores,
+        retypes=retypes,
+        expired_leases=expired,
+        unchanged=unchanged,
+    )
+
+
+def _lease_expired(row: StoredTable, now: datetime) -> bool:
+    return row.lease_expires_at is None or row.lease_expires_at <= now

@@ -1,0 +1,78 @@
+"""Running tdsync's jobs as Dagster runs on the configured instance, for the API and the CLI.
+
+A run executes in this process (no daemon needed) but is recorded on the instance at
+DAGSTER_HOME, so it shows in the Dagster UI like a run launched there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from tdsync.config import Settings, ensure_dagster_home
+from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG, refresh_table_descriptions
+from tdsync.defs.resources import default_resources
+from tdsync.errors import TdsyncError, error_from_code
+
+
+def instance() -> dg.DagsterInstance:
+    ensure_dagster_home(Settings.from_env())
+    return dg.DagsterInstance.get()
+
+
+def execute(
+    job: dg.JobDefinition,
+    *,
+    db_connection_id: str,
+    trigger: str,
+    op_config: Mapping[str, Any],
+    dagster_instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Run a job for one connection; a failed run raises the TdsyncError its op raised."""
+    result = job.execute_in_process(
+        run_config={"ops": dict(op_config)},
+        instance=dagster_instance or instance(),
+        resources=default_resources(),
+        tags={CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger},
+        raise_on_error=False,
+    )
+    if not result.success:
+        raise run_error(result)
+    return result
+
+
+def refresh(
+    db_connection_id: str, *, trigger: str, dagster_instance: dg.DagsterInstance | None = None
+) -> dict[str, int]:
+    """Refresh one connection through the refresh job; returns the run's summary."""
+    result = execute(
+        refresh_table_descriptions,
+        db_connection_id=db_connection_id,
+        trigger=trigger,
+        op_config={"load_connection": {"config": {"db_connection_id": db_connection_id}}},
+        dagster_instance=dagster_instance,
+    )
+    return result.output_for_node("write_statuses")
+
+
+def run_error(result: dg.ExecuteInProcessResult) -> TdsyncError:
+    """The error a failed run stands for, with its run id in `detail`."""
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        data = event.step_failure_data
+        user = data.user_failure_data
+        if user is not None and "error_code" in user.metadata:
+            detail = user.metadata.get("detail")
+            detail_value = getattr(detail, "value", None) if detail is not None else None
+            payload = {"run_id": result.run_id}
+            if isinstance(detail_value, dict):
+                payload = {**detail_value, **payload}
+            return error_from_code(
+                user.metadata["error_code"].value, user.description or "run failed", payload
+            )
+        message = data.error.message.strip().splitlines()[0] if data.error else "run failed"
+        return TdsyncError(f"run failed: {message}", {"run_id": result.run_id})
+    return TdsyncError("run failed", {"run_id": result.run_id})

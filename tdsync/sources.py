@@ -1,0 +1,115 @@
+"""The one place that turns a connection URI into a SQLAlchemy engine, and the live listing.
+
+Every engine gets connect and statement timeouts, so an unreachable or stuck source fails
+fast with `invalid_database_connection` instead of hanging a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
+from tdsync.credentials import parse_uri, scrub
+from tdsync.errors import InvalidDatabaseConnection, TdsyncError
+from tdsync.models import TableType
+from tdsync.refresh import Listing, LiveTable
+
+
+def _timeout_args(backend: str, driver: str, timeout_s: float) -> dict[str, Any]:
+    seconds = max(1, int(round(timeout_s)))
+    if backend == "postgresql":
+        return {
+            "connect_timeout": seconds,
+            "options": f"-c statement_timeout={seconds * 1000}",
+        }
+    if backend in ("mysql", "mariadb") and driver in ("pymysql", "mysqldb", ""):
+        return {"connect_timeout": seconds, "read_timeout": seconds, "write_timeout": seconds}
+    if backend == "sqlite":
+        return {"timeout": timeout_s}
+    return {}
+
+
+def create_source_engine(connection_uri: str, *, timeout_s: float = 10.0) -> Engine:
+    url = parse_uri(connection_uri)
+    backend = url.get_backend_name()
+    if backend in ("mysql", "mariadb") and url.get_driver_name() in ("", "mysqldb"):
+        url = url.set(drivername=f"{backend}+pymysql")  # the driver tdsync ships
+    if backend == "sqlite" and url.database not in (None, "", ":memory:"):
+        # Never create an empty file for a mistyped path: open read-write, existing files only.
+        url = url.set(
+            database=f"file:{url.database}", query={**url.query, "mode": "rw", "uri": "true"}
+        )
+    connect_args = _timeout_args(backend, url.get_driver_name(), timeout_s)
+    try:
+        return sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    except Exception as exc:
+        raise InvalidDatabaseConnection(
+            "cannot create a database engine for this connection",
+            {"reason": scrub(str(exc), connection_uri)},
+        ) from None
+
+
+@contextmanager
+def source_engine(connection_uri: str, *, timeout_s: float = 10.0) -> Iterator[Engine]:
+    """An engine whose driver errors come out as InvalidDatabaseConnection, password removed."""
+    engine = create_source_engine(connection_uri, timeout_s=timeout_s)
+    try:
+        yield engine
+    except TdsyncError:
+        raise
+    except (sa.exc.DBAPIError, sa.exc.SQLAlchemyError, OSError) as exc:
+        raise InvalidDatabaseConnection(
+            "the source database cannot be read",
+            {"reason": _driver_message(exc, connection_uri)},
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def _driver_message(exc: BaseException, connection_uri: str) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return scrub(text.splitlines()[0] if text else type(exc).__name__, connection_uri)
+
+
+def list_live_tables(
+    connection_uri: str, schemas: list[str] | None, *, timeout_s: float = 10.0
+) -> Listing:
+    """Names and kinds of every table, view and materialized view, per schema; no data is read."""
+    with source_engine(connection_uri, timeout_s=timeout_s) as engine, engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        if schemas:
+            existing = set(inspector.get_schema_names())
+            targets = list(dict.fromkeys(schemas))
+        else:
+            default = inspector.default_schema_name or "main"
+            existing, targets = {default}, [default]
+        listing: dict[str, list[LiveTable] | None] = {}
+        for schema in targets:
+            if schema not in existing:
+                listing[schema] = None
+                continue
+            listing[schema] = _list_schema(inspector, schema, explicit=bool(schemas))
+        return Listing(listing)
+
+
+def _list_schema(inspector: sa.Inspector, schema: str, *, explicit: bool) -> list[LiveTable]:
+    # SQLite and DuckDB answer for their default schema with schema=None only.
+    arg = schema if explicit else None
+    found: dict[str, TableType] = {}
+    for name in inspector.get_table_names(schema=arg):
+        found[name] = TableType.TABLE
+    for name in inspector.get_view_names(schema=arg):
+        found[name] = TableType.VIEW
+    try:
+        materialized = inspector.get_materialized_view_names(schema=arg)
+    except NotImplementedError:
+        materialized = []
+    for name in materialized:
+        found[name] = TableType.MATERIALIZED_VIEW
+    return [LiveTable(schema, name, kind) for name, kind in sorted(found.items())]

@@ -1,0 +1,397 @@
+"""The one MongoDB access layer: connections and table descriptions.
+
+A refresh reads a connection's descriptions once (a narrow projection) and writes only what its
+plan changes, in one unordered bulk write of conditional updates: a write whose condition no longer
+holds (another refresh or a scan got there first) simply matches nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+import pymongo
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import ASCENDING, MongoClient, ReturnDocument, UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from tdsync.credentials import Cipher, dialect_of, mask_uri
+from tdsync.errors import (
+    ConnectionNotFound,
+    DuplicateAlias,
+    InvalidObjectId,
+    StorageUnavailable,
+    TableDescriptionNotFound,
+)
+from tdsync.models import (
+    DatabaseConnection,
+    Status,
+    TableDescription,
+    TableType,
+    as_utc,
+    new_description_doc,
+    utcnow,
+)
+from tdsync.refresh import LEASE_EXPIRED_MESSAGE, RefreshPlan, StoredTable
+
+CONNECTIONS = "database_connections"
+DESCRIPTIONS = "table_descriptions"
+DUPLICATE_KEY = 11000
+_STORED_FIELDS = {
+    "schema_name": 1,
+    "table_name": 1,
+    "table_type": 1,
+    "status": 1,
+    "scan_lease_expires_at": 1,
+}
+
+
+def object_id(value: str, *, what: str = "id") -> ObjectId:
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        raise InvalidObjectId(f"{what} {value!r} is not a valid ObjectId") from None
+
+
+def mongo_client(uri: str, *, timeout_ms: int = 5000) -> MongoClient:
+    return MongoClient(
+        uri,
+        retryWrites=False,  # SecantusDB slows down with its retry log; MongoDB does not need it here
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=max(timeout_ms * 12, 60_000),
+        tz_aware=True,
+    )
+
+
+class CatalogueStore:
+    def __init__(self, client: MongoClient, db_name: str, cipher: Cipher) -> None:
+        self.client = client
+        self.db = client[db_name]
+        self.cipher = cipher
+        self.connections: Collection = self.db[CONNECTIONS]
+        self.descriptions: Collection = self.db[DESCRIPTIONS]
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def ensure_indexes(self) -> None:
+        with storage_errors():
+            self.connections.create_index([("alias", ASCENDING)], unique=True, name="alias_unique")
+            self.descriptions.create_index(
+                [
+                    ("db_connection_id", ASCENDING),
+                    ("schema_name", ASCENDING),
+                    ("table_name", ASCENDING),
+                ],
+                unique=True,
+                name="connection_schema_table_unique",
+            )
+            self.descriptions.create_index(
+                [("db_connection_id", ASCENDING), ("status", ASCENDING)], name="connection_status"
+            )
+
+    def ping(self) -> None:
+        with storage_errors():
+            self.client.admin.command("ping")
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def add_connection(
+        self,
+        *,
+        alias: str,
+        connection_uri: str,
+        schemas: list[str] | None = None,
+        refresh_schedule: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> DatabaseConnection:
+        doc = {
+            "_id": ObjectId(),
+            "alias": alias,
+            "dialect": dialect_of(connection_uri),
+            "connection_uri": self.cipher.encrypt(connection_uri),
+            "schemas": schemas or None,
+            "refresh_schedule": refresh_schedule,
+            "metadata": metadata,
+            "created_at": utcnow(),
+            "last_refreshed_at": None,
+        }
+        with storage_errors():
+            try:
+                self.connections.insert_one(doc)
+            except DuplicateKeyError:
+                raise DuplicateAlias(
+                    f"alias {alias!r} is already taken", {"alias": alias}
+                ) from None
+        return self._connection(doc)
+
+    def update_connection(self, connection_id: str, **changes: Any) -> DatabaseConnection:
+        current = self._connection_doc(connection_id)
+        update: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key == "connection_uri":
+                update["dialect"] = dialect_of(value)
+                update["connection_uri"] = self.cipher.encrypt(value)
+            elif key == "schemas":
+                update["schemas"] = value or None
+            else:
+                update[key] = value
+        if not update:
+            return self._connection(current)
+        with storage_errors():
+            try:
+                doc = self.connections.find_one_and_update(
+                    {"_id": current["_id"]}, {"$set": update}, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError:
+                alias = update.get("alias")
+                raise DuplicateAlias(
+                    f"alias {alias!r} is already taken", {"alias": alias}
+                ) from None
+        if doc is None:
+            raise ConnectionNotFound(f"database connection {connection_id!r} not found")
+        return self._connection(doc)
+
+    def get_connection(self, id_or_alias: str) -> DatabaseConnection:
+        return self._connection(self._connection_doc(id_or_alias))
+
+    def list_connections(self) -> list[DatabaseConnection]:
+        with storage_errors():
+            docs = list(self.connections.find().sort("alias", ASCENDING))
+        return [self._connection(d) for d in docs]
+
+    def connection_uri(self, connection_id: str) -> str:
+        """The decrypted URI: for opening an engine, never for display."""
+        return self.cipher.decrypt(self._connection_doc(connection_id)["connection_uri"])
+
+    def delete_connection(self, connection_id: str) -> None:
+        doc = self._connection_doc(connection_id)
+        with storage_errors():
+            self.descriptions.delete_many({"db_connection_id": str(doc["_id"])})
+            self.connections.delete_one({"_id": doc["_id"]})
+
+    def mark_refreshed(self, connection_id: str, now: datetime) -> None:
+        with storage_errors():
+            self.connections.update_one(
+                {"_id": object_id(connection_id)}, {"$max": {"last_refreshed_at": now}}
+            )
+
+    def _connection_doc(self, id_or_alias: str) -> dict[str, Any]:
+        query: dict[str, Any] = {"alias": id_or_alias}
+        if ObjectId.is_valid(id_or_alias):
+            query = {"$or": [{"_id": ObjectId(id_or_alias)}, {"alias": id_or_alias}]}
+        with storage_errors():
+            doc = self.connections.find_one(query)
+        if doc is None:
+            raise ConnectionNotFound(
+                f"database connection {id_or_alias!r} not found", {"db_connection_id": id_or_alias}
+            )
+        return doc
+
+    def _connection(self, doc: dict[str, Any]) -> DatabaseConnection:
+        return DatabaseConnection.from_doc(
+            doc, mask_uri(self.cipher.decrypt(doc["connection_uri"]))
+        )
+
+    # -- table descriptions ---------------------------------------------------------------------
+
+    def stored_tables(self, connection_id: str) -> list[StoredTable]:
+        """What a refresh needs to know of the catalogue, in one narrow read."""
+        with storage_errors():
+            docs = self.descriptions.find(
+                {"db_connection_id": connection_id}, _STORED_FIELDS, batch_size=100_000
+            )
+            return [
+                StoredTable(
+                    id=str(d["_id"]),
+                    schema_name=d["schema_name"],
+                    table_name=d["table_name"],
+                    table_type=TableType(d.get("table_type") or TableType.TABLE),
+                    status=Status(d["status"]),
+                    lease_expires_at=as_utc(d.get("scan_lease_expires_at")),
+                )
+                for d in docs
+            ]
+
+    def apply_refresh(self, connection_id: str, plan: RefreshPlan, now: datetime) -> int:
+        """Write a refresh plan in one unordered bulk write; returns how many documents changed."""
+        ops: list[UpdateOne] = []
+        for table in plan.inserts:
+            doc = new_description_doc(
+                db_connection_id=connection_id,
+                schema_name=table.schema_name,
+                table_name=table.table_name,
+                table_type=table.table_type,
+                now=now,
+            )
+            key = {k: doc.pop(k) for k in ("db_connection_id", "schema_name", "table_name")}
+            doc.pop("_id")
+            ops.append(UpdateOne(key, {"$setOnInsert": doc}, upsert=True))
+        for row in plan.deprecations:
+            ops.append(
+                UpdateOne(
+                    {"_id": ObjectId(row.id), "status": {"$ne": Status.DEPRECATED.value}},
+                    {"$set": {"status": Status.DEPRECATED.value, "last_refreshed_at": now}},
+                )
+            )
+        for restore in plan.restores:
+            ops.append(
+                UpdateOne(
+                    {"_id": ObjectId(restore.stored.id), "status": Status.DEPRECATED.value},
+                    {
+                        "$set": {
+                            "status": Status.NOT_SCANNED.value,
+                            "table_type": restore.table_type.value,
+                            "last_refreshed_at": now,
+                        }
+                    },
+                )
+            )
+        for retype in plan.retypes:
+            ops.append(
+                UpdateOne(
+                    {"_id": ObjectId(retype.stored.id)},
+                    {"$set": {"table_type": retype.table_type.value, "last_refreshed_at": now}},
+                )
+            )
+        for row in plan.expired_leases:
+            expiry = row.lease_expires_at.isoformat() if row.lease_expires_at else "unknown"
+            ops.append(
+                UpdateOne(
+                    {
+                        "_id": ObjectId(row.id),
+                        "status": Status.SYNCHRONIZING.value,
+                        "$or": [
+                            {"scan_lease_expires_at": {"$lte": now}},
+                            {"scan_lease_expires_at": None},
+                        ],
+                    },
+                    {
+                        "$set": {
+                            "status": Status.FAILED.value,
+                            "error_message": LEASE_EXPIRED_MESSAGE.format(expiry=expiry),
+                            "last_refreshed_at": now,
+                        },
+                        "$unset": {"scan_lease_expires_at": ""},
+                    },
+                )
+            )
+        if not ops:
+            return 0
+        with storage_errors():
+            try:
+                result = self.descriptions.bulk_write(ops, ordered=False)
+                return result.modified_count + result.upserted_count
+            except BulkWriteError as exc:
+                # A concurrent refresh inserted the same table first: the unique index did its job.
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                return exc.details.get("nModified", 0) + exc.details.get("nUpserted", 0)
+
+    def list_descriptions(
+        self,
+        connection_id: str,
+        *,
+        schema_name: str | None = None,
+        table_name: str | None = None,
+        status: Status | None = None,
+    ) -> list[TableDescription]:
+        """A connection's descriptions sorted by (schema_name, table_name)."""
+        query: dict[str, Any] = {"db_connection_id": connection_id}
+        if schema_name is not None:
+            query["schema_name"] = schema_name
+        if table_name is not None:
+            query["table_name"] = table_name
+        if status is not None:
+            query["status"] = Status(status).value
+        with storage_errors():
+            conn = self.connections.find_one(
+                {"_id": object_id(connection_id)}, {"last_refreshed_at": 1}
+            )
+            docs = list(
+                self.descriptions.find(query, {"scan_lease_expires_at": 0}, batch_size=100_000)
+            )
+        refreshed = as_utc(conn.get("last_refreshed_at")) if conn else None
+        docs.sort(key=lambda d: (d["schema_name"], d["table_name"]))
+        return [_with_refresh_time(TableDescription.from_doc(d), refreshed) for d in docs]
+
+    def get_description(self, description_id: str) -> TableDescription:
+        with storage_errors():
+            doc = self.descriptions.find_one({"_id": object_id(description_id)})
+        if doc is None:
+            raise TableDescriptionNotFound(
+                f"table description {description_id!r} not found", {"id": description_id}
+            )
+        conn = self.connections.find_one(
+            {"_id": object_id(doc["db_connection_id"])}, {"last_refreshed_at": 1}
+        )
+        refreshed = as_utc(conn.get("last_refreshed_at")) if conn else None
+        return _with_refresh_time(TableDescription.from_doc(doc), refreshed)
+
+    def update_description(self, description_id: str, changes: dict[str, Any]) -> TableDescription:
+        """Set people's fields ($set paths prepared by the caller); returns the new document."""
+        with storage_errors():
+            doc = self.descriptions.find_one_and_update(
+                {"_id": object_id(description_id)},
+                {"$set": changes},
+                return_document=ReturnDocument.AFTER,
+            )
+        if doc is None:
+            raise TableDescriptionNotFound(
+                f"table description {description_id!r} not found", {"id": description_id}
+            )
+        return self.get_description(description_id)
+
+
+def _with_refresh_time(
+    desc: TableDescription, connection_refreshed: datetime | None
+) -> TableDescription:
+    # Writing last_refreshed_at on every seen row would make every refresh rewrite the whole
+    # catalogue. A row that is not DEPRECATED was seen by the connection's last successful
+    # refresh (a refresh that cannot list a schema fails whole), so its time is derived here.
+    if (
+        desc.status != Status.DEPRECATED
+        and connection_refreshed is not None
+        and (desc.last_refreshed_at is None or connection_refreshed > desc.last_refreshed_at)
+    ):
+        desc.last_refreshed_at = connection_refreshed
+    return desc
+
+
+class storage_errors:
+    """Turn driver-level failures (server down, timeouts) into StorageUnavailable (503)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or not isinstance(exc, PyMongoError):
+            return False
+        if isinstance(exc, (DuplicateKeyError, BulkWriteError)):
+            return False
+        if isinstance(
+            exc,
+            (
+                pymongo.errors.ConnectionFailure,
+                pymongo.errors.ServerSelectionTimeoutError,
+                pymongo.errors.ExecutionTimeout,
+                pymongo.errors.NetworkTimeout,
+            ),
+        ):
+            raise StorageUnavailable(
+                "the catalogue's MongoDB is unreachable", {"reason": _first_line(exc)}
+            ) from None
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).split(",", 1)[0]
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1*****@", text)[:300]
+
+
+def lease_expiry(now: datetime, seconds: float) -> datetime:
+    return now + timedelta(seconds=seconds)

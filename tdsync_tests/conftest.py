@@ -1,0 +1,125 @@
+"""Shared fixtures: a real MongoDB wire server, real source databases, an isolated environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+
+from tdsync.catalogue import shared_store
+from tdsync.store import CatalogueStore
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+TEST_KEY = Fernet.generate_key().decode()
+PG_ADMIN_URL = os.environ.get(
+    "TDSYNC_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+MYSQL_ADMIN_URL = os.environ.get(
+    "TDSYNC_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
+)
+
+
+def unavailable(reason: str) -> None:
+    """Skip a test whose server is unreachable, except in CI where every test must run."""
+    if IN_CI:
+        pytest.fail(f"{reason} (required under CI=true)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("TDSYNC_TEST_MONGO_URI")
+    if external:
+        yield external
+        return
+    from secantus import SecantusDBServer
+
+    server = SecantusDBServer(
+        host="127.0.0.1", port=0, storage_path=str(tmp_path_factory.mktemp("secantus"))
+    )
+    server.start()
+    try:
+        yield server.uri.rstrip("/") + "/?retryWrites=false"
+    finally:
+        # Without the shutdown, stop() waits 2 s and leaves its accept thread behind.
+        try:
+            server._socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        server.stop()
+
+
+@pytest.fixture
+def tdsync_env(mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """An isolated tdsync environment: its own Mongo database, key, home and Dagster instance."""
+    env = {
+        "TDSYNC_MONGO_URI": mongo_uri,
+        "TDSYNC_MONGO_DB": f"tdsync_test_{uuid.uuid4().hex[:12]}",
+        "TDSYNC_ENCRYPTION_KEY": TEST_KEY,
+        "TDSYNC_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "TDSYNC_SOURCE_TIMEOUT_S": "5",
+    }
+    (tmp_path / "dagster").mkdir()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TDSYNC_API_KEY", raising=False)
+    yield env
+    shared_store().client.drop_database(env["TDSYNC_MONGO_DB"])
+
+
+@pytest.fixture
+def store(tdsync_env: dict[str, str]) -> CatalogueStore:
+    return shared_store()
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path) -> Path:
+    path = tmp_path / "source.db"
+    sqlite3.connect(path).close()
+    return path
+
+
+def _server_database(admin_url: str, what: str) -> Iterator[str]:
+    name = f"tdsync_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(
+        admin_url, isolation_level="AUTOCOMMIT", connect_args=_quick(admin_url)
+    )
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        unavailable(f"{what} is unreachable: {str(exc.orig).splitlines()[0]}")
+    try:
+        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            if admin_url.startswith("postgresql"):
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            else:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+def _quick(url: str) -> dict:
+    return {"connect_timeout": 3}
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this test session."""
+    yield from _server_database(PG_ADMIN_URL, "PostgreSQL at 127.0.0.1:5432")
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[str]:
+    """A throwaway MariaDB database for this test session."""
+    yield from _server_database(MYSQL_ADMIN_URL, "MariaDB at 127.0.0.1:3306")
