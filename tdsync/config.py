@@ -41,5 +41,8 @@ class Settings:
 def ensure_dagster_home(settings: Settings) -> Path:
     """Point DAGSTER_HOME at the configured instance, creating it on first use."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text((Path(__file__).parent / "dagster.yaml").read_text())
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     return settings.dagster_home

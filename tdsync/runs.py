@@ -32,7 +32,12 @@ def execute(
 ) -> dg.ExecuteInProcessResult:
     """Run a job for one connection; a failed run raises the TdsyncError its op raised."""
     result = job.execute_in_process(
-        run_config={"ops": dict(op_config)},
+        # The console logger is quiet (callers print their own summary and errors); every
+        # event is still stored on the instance for the Dagster UI.
+        run_config={
+            "ops": dict(op_config),
+            "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+        },
         instance=dagster_instance or instance(),
         resources=default_resources(),
         tags={CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger},

@@ -113,3 +113,9 @@ def _list_schema(inspector: sa.Inspector, schema: str, *, explicit: bool) -> lis
     for name in materialized:
         found[name] = TableType.MATERIALIZED_VIEW
     return [LiveTable(schema, name, kind) for name, kind in sorted(found.items())]
+
+
+def check_connection(connection_uri: str, *, timeout_s: float = 10.0) -> None:
+    """Open and close one connection: a bad URI, host or password fails here, before registering."""
+    with source_engine(connection_uri, timeout_s=timeout_s) as engine, engine.connect():
+        pass
