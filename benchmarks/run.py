@@ -1,0 +1,368 @@
+"""`make bench`: tdsync's refresh and scan at scale, against a naive Dataherald-shaped baseline.
+
+Builds its data (a reusable PostgreSQL database of 10,000 tables over 10 schemas, a 1,000-table
+SQLite file), starts a SecantusDB server of its own (a subprocess, storage in a temp folder) and
+measures, each in a fresh worker process (benchmarks/worker.py) with an ephemeral Dagster
+instance: refresh cold (empty catalogue), warm (nothing changed), after N drops + N adds, and
+the scan; the refresh also end to end through `POST /api/v1/table-descriptions/refresh`
+(benchmarks/api_server.py). Prints a table and writes benchmarks/results/*.json.
+
+    .venv/bin/python benchmarks/run.py                 # everything, 3 runs each
+    .venv/bin/python benchmarks/run.py --tables 1000   # a quick run on 1,000 PostgreSQL tables
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+from rich.console import Console
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import sources_data  # noqa: E402
+
+from tdsync.credentials import Cipher  # noqa: E402
+from tdsync.embedded import embedded_uri, stop_embedded  # noqa: E402
+from tdsync.store import CatalogueStore, mongo_client  # noqa: E402
+
+console = Console(width=200)
+RESULTS = HERE / "results"
+
+# Targets of issue 6 (2-core machine); checked against the median of the runs.
+WARM_TARGET_S = 0.65
+CHURN_TARGET_S = 2.0
+CHURN_WRITE_ROUND_TRIPS = 3
+HTTP_RATIO_TARGET = 3.0
+SCAN_METADATA_TARGET_S = 15.0
+SCAN_FULL_TARGET_S = 120.0
+PEAK_MB_TARGET = 500.0
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.key = Fernet.generate_key().decode()
+        self.home = workdir / "home"
+        self.mongo_uri = embedded_uri(self.home)  # a SecantusDB process of our own
+        self.client = mongo_client(self.mongo_uri)
+        self.results: list[dict[str, Any]] = []
+        self.warmup_uri = sources_data.build_sqlite(workdir / "warm-up.db", tables=1)
+
+    def close(self) -> None:
+        self.client.close()
+        stop_embedded(self.home)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def env(self, db: str) -> dict[str, str]:
+        return {
+            "TDSYNC_MONGO_URI": self.mongo_uri,
+            "TDSYNC_MONGO_DB": db,
+            "TDSYNC_ENCRYPTION_KEY": self.key,
+            "TDSYNC_HOME": str(self.workdir / "tdsync-home"),
+            "DAGSTER_HOME": str(self.workdir / "dagster-home"),
+            "TDSYNC_SOURCE_TIMEOUT_S": "120",
+        }
+
+    def store(self, db: str) -> CatalogueStore:
+        store = CatalogueStore(self.client, db, Cipher(self.key))
+        store.ensure_indexes()
+        return store
+
+    def worker(self, kind: str, db: str, connection_id: str, source_uri: str, **extra) -> dict:
+        spec = {
+            "profile": self._profile_path(kind) if self.args.profile else None,
+            "kind": kind,
+            "env": self.env(db),
+            "connection_id": connection_id,
+            "source_uri": source_uri,
+            "warmup_uri": self.warmup_uri,
+            **extra,
+        }
+        proc = subprocess.run(
+            [sys.executable, str(HERE / "worker.py"), json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self.env(db)},
+            timeout=3600,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"worker {kind} failed:\n{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def _profile_path(self, kind: str) -> str:
+        self.args.profile.mkdir(parents=True, exist_ok=True)
+        return str(self.args.profile / f"{kind}-{len(self.results):03d}.prof")
+
+    def record(self, **entry: Any) -> None:
+        self.results.append(entry)
+        run = entry["run"]
+        console.log(
+            f"{entry['source']:>10} {entry['tables']:>6} {entry['scenario']:<24} "
+            f"{entry['impl']:<8} {run['wall_s']:8.3f} s  q={run['statements']:<6} "
+            f"rt={run['round_trips']:<6} peak={run['peak_rss_mb']:.0f} MB gc={run['gc_s']:.3f} s"
+        )
+
+    # -- refresh ----------------------------------------------------------------------------
+
+    def refresh_series(
+        self,
+        *,
+        source: str,
+        tables: int,
+        uri: str,
+        schemas: list[str] | None,
+        churn: Callable[[int], None],
+        unchurn: Callable[[int], None],
+    ) -> None:
+        impls = [("tdsync", "refresh")]
+        if not self.args.no_baseline:
+            impls.append(("baseline", "naive_refresh"))
+        for k in range(self.args.runs):
+            conns = {}
+            for impl, _ in impls:
+                db = f"bench_{source}_{impl}_{k}"
+                self.client.drop_database(db)
+                conn = self.store(db).add_connection(
+                    alias=f"{source}-{tables}", connection_uri=uri, schemas=schemas
+                )
+                conns[impl] = (db, conn.id)
+            for scenario in ("refresh cold", "refresh warm"):
+                for impl, kind in impls:
+                    db, cid = conns[impl]
+                    run = self.worker(kind, db, cid, uri)
+                    self.record(source=source, tables=tables, scenario=scenario, impl=impl, run=run)
+            churn(k)
+            try:
+                for impl, kind in impls:
+                    db, cid = conns[impl]
+                    run = self.worker(kind, db, cid, uri)
+                    self.record(
+                        source=source,
+                        tables=tables,
+                        scenario=f"refresh {self.args.churn} drop+{self.args.churn} add",
+                        impl=impl,
+                        run=run,
+                    )
+            finally:
+                unchurn(k)
+            for db, _ in conns.values():
+                self.client.drop_database(db)
+
+    def postgres_refresh(self, pg_uri: str) -> None:
+        schemas = pg_schemas(self.args.tables)
+        n = len(schemas)
+        self.refresh_series(
+            source="postgresql",
+            tables=self.args.tables,
+            uri=pg_uri,
+            schemas=schemas,
+            churn=lambda k: sources_data.pg_churn(k, self.args.churn, n),
+            unchurn=lambda k: sources_data.pg_unchurn(k, self.args.churn, n),
+        )
+
+    def sqlite_refresh(self) -> None:
+        path = self.workdir / "bench.db"
+        uri = sources_data.build_sqlite(path, self.args.sqlite_tables)
+        self.refresh_series(
+            source="sqlite",
+            tables=self.args.sqlite_tables,
+            uri=uri,
+            schemas=None,
+            churn=lambda k: sources_data.sqlite_churn(path, k, self.args.churn),
+            unchurn=lambda k: sources_data.build_sqlite(path, self.args.sqlite_tables),
+        )
+
+    # -- report -----------------------------------------------------------------------------
+
+    def summarise(self) -> list[dict[str, Any]]:
+        groups: dict[tuple, dict[str, list[dict]]] = {}
+        for entry in self.results:
+            key = (entry["source"], entry["tables"], entry["scenario"])
+            groups.setdefault(key, {}).setdefault(entry["impl"], []).append(entry["run"])
+        rows = []
+        for (source, tables, scenario), impls in groups.items():
+            row: dict[str, Any] = {"source": source, "tables": tables, "scenario": scenario}
+            for impl, runs in impls.items():
+                walls = sorted(r["wall_s"] for r in runs)
+                row[impl] = {
+                    "runs": len(runs),
+                    "wall_min_s": walls[0],
+                    "wall_median_s": statistics.median(walls),
+                    "wall_max_s": walls[-1],
+                    "statements": statistics.median(r["statements"] for r in runs),
+                    "dagster_statements": statistics.median(r["dagster_statements"] for r in runs),
+                    "round_trips": statistics.median(r["round_trips"] for r in runs),
+                    "description_writes": max(r["description_writes"] for r in runs),
+                    "store_writes": max(r["store_writes"] for r in runs),
+                    "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                    "growth_mb": max(r["peak_rss_mb"] - r["rss_before_mb"] for r in runs),
+                }
+            if "tdsync" in row and "baseline" in row:
+                row["ratio"] = row["baseline"]["wall_median_s"] / row["tdsync"]["wall_median_s"]
+            row["target"], row["met"] = target_of(row)
+            rows.append(row)
+        return rows
+
+    def report(self, rows: list[dict[str, Any]], started: float) -> Path:
+        table = Table(title="tdsync at scale (wall time in seconds; median of runs)")
+        for col in (
+            "source",
+            "tables",
+            "scenario",
+            "tdsync min/med/max",
+            "baseline med",
+            "ratio",
+            "queries td/base",
+            "round trips td/base (desc. writes)",
+            "peak MB td/base",
+            "target",
+        ):
+            table.add_column(col, justify="right" if col != "scenario" else "left")
+        for row in rows:
+            td, base = row.get("tdsync"), row.get("baseline")
+            table.add_row(
+                row["source"],
+                str(row["tables"]),
+                row["scenario"],
+                f"{td['wall_min_s']:.3f} / {td['wall_median_s']:.3f} / {td['wall_max_s']:.3f}"
+                if td
+                else "-",
+                f"{base['wall_median_s']:.3f}" if base else "-",
+                f"{row['ratio']:.1f}x" if "ratio" in row else "-",
+                f"{_n(td, 'statements')} / {_n(base, 'statements')}",
+                f"{_n(td, 'round_trips')} ({_n(td, 'description_writes')}) / "
+                f"{_n(base, 'round_trips')} ({_n(base, 'description_writes')})",
+                f"{_n(td, 'peak_rss_mb')} / {_n(base, 'peak_rss_mb')}",
+                f"{row['target']} {'✓' if row['met'] else '✗'}" if row["target"] else "",
+            )
+        console.print(table)
+        RESULTS.mkdir(exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = RESULTS / f"bench-{stamp}.json"
+        payload = {
+            "when": stamp,
+            "elapsed_s": time.perf_counter() - started,
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "load_average_at_end": os.getloadavg(),
+            },
+            "method": {
+                "wall": "time.perf_counter around one refresh/scan call, after a warm-up run "
+                "on a one-table SQLite connection in the same worker process",
+                "queries": "SQLAlchemy before_cursor_execute events on the Engine class",
+                "round_trips": "pymongo CommandListener started events (all collections)",
+                "peak_rss_mb": "getrusage ru_maxrss of the worker process (one process per "
+                "measurement; includes the imports' baseline, which rss_before_mb shows)",
+                "store": "SecantusDB 0.7.0b3 subprocess, storage in a temp folder",
+            },
+            "args": vars(self.args),
+            "summary": rows,
+            "runs": self.results,
+        }
+        path.write_text(json.dumps(payload, indent=2, default=str))
+        return path
+
+
+def _n(stats: dict | None, key: str) -> str:
+    if not stats:
+        return "-"
+    value = stats[key]
+    return f"{value:.0f}" if isinstance(value, float) else str(value)
+
+
+def target_of(row: dict[str, Any]) -> tuple[str, bool]:
+    td = row.get("tdsync")
+    if not td:
+        return "", False
+    median, peak = td["wall_median_s"], td["peak_rss_mb"]
+    scenario, tables = row["scenario"], row["tables"]
+    memory_ok = peak <= PEAK_MB_TARGET
+    if row["source"] == "postgresql" and tables == 10_000:
+        if scenario == "refresh warm":
+            return (
+                f"≤{WARM_TARGET_S}s, ≤{PEAK_MB_TARGET:.0f}MB",
+                median <= WARM_TARGET_S and memory_ok,
+            )
+        if scenario.startswith("refresh") and "drop" in scenario:
+            ok = median <= CHURN_TARGET_S and td["description_writes"] <= CHURN_WRITE_ROUND_TRIPS
+            return f"≤{CHURN_TARGET_S}s, ≤{CHURN_WRITE_ROUND_TRIPS} writes", ok and memory_ok
+        if scenario == "scan metadata":
+            return f"≤{SCAN_METADATA_TARGET_S}s", median <= SCAN_METADATA_TARGET_S and memory_ok
+        if scenario == "scan full":
+            return f"≤{SCAN_FULL_TARGET_S}s", median <= SCAN_FULL_TARGET_S and memory_ok
+        return f"≤{PEAK_MB_TARGET:.0f}MB", memory_ok
+    if row["source"] == "http" and scenario == "refresh warm" and "ratio" in row:
+        return f"≥{HTTP_RATIO_TARGET}x baseline", row["ratio"] >= HTTP_RATIO_TARGET
+    return "", False
+
+
+def pg_schemas(tables: int) -> list[str]:
+    per = sources_data.TABLES_PER_SCHEMA
+    if tables % per or not 0 < tables <= per * sources_data.SCHEMAS:
+        raise SystemExit(f"--tables must be a multiple of {per} up to {per * sources_data.SCHEMAS}")
+    return [sources_data.schema_name(i) for i in range(tables // per)]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--tables", type=int, default=10_000, help="PostgreSQL tables (x1000)")
+    p.add_argument("--sqlite-tables", type=int, default=1000, help="SQLite tables")
+    p.add_argument("--runs", type=int, default=3, help="runs per measurement (min 3 for noise)")
+    p.add_argument("--churn", type=int, default=100, help="tables dropped and added")
+    p.add_argument("--http-tables", type=int, default=2000, help="PostgreSQL tables via HTTP")
+    p.add_argument(
+        "--scan-sizes", default="1000,5000,10000", help="PostgreSQL tables per scan measurement"
+    )
+    p.add_argument("--only", default="", help="comma list of: pg,sqlite,http,scan")
+    p.add_argument(
+        "--profile", type=Path, help="write a cProfile of every measured call into this folder"
+    )
+    p.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    only = set(filter(None, args.only.split(",")))
+    wanted = lambda part: not only or part in only  # noqa: E731
+    started = time.perf_counter()
+    pg_uri = sources_data.ensure_pg_database(log=console.log)
+    workdir = Path(tempfile.mkdtemp(prefix="tdsync-bench-"))
+    bench = Bench(args, workdir)
+    try:
+        if wanted("pg"):
+            bench.postgres_refresh(pg_uri)
+        if wanted("sqlite"):
+            bench.sqlite_refresh()
+        rows = bench.summarise()
+        path = bench.report(rows, started)
+        console.print(f"results: {path.relative_to(HERE.parent)}")
+    finally:
+        bench.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

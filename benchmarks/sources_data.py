@@ -1,0 +1,235 @@
+"""Benchmark source databases: a PostgreSQL database of N tables over schemas, and a SQLite file.
+
+Every table has 8 columns, a primary key and a foreign key (tables are grouped by ten: the
+group's first table references itself, the nine others reference it), and a few rows so a
+scan has examples and categories to find. The PostgreSQL database is built once, server-side
+(one plpgsql block per schema), and reused by later runs while it still has the expected shape.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+
+import psycopg2
+
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+PG_DATABASE = "tdsync_bench_10k"
+TABLES_PER_SCHEMA = 1000
+SCHEMAS = 10
+ROWS_PER_TABLE = 20
+SHAPE_MARK = (
+    f"tdsync-bench v1: {SCHEMAS} schemas x {TABLES_PER_SCHEMA} tables x {ROWS_PER_TABLE} rows"
+)
+
+
+def schema_name(i: int) -> str:
+    return f"s{i:02d}"
+
+
+def table_name(i: int) -> str:
+    return f"t{i:04d}"
+
+
+def pg_uri(database: str = PG_DATABASE) -> str:
+    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}"
+
+
+def _pg(dbname: str = "postgres"):
+    conn = psycopg2.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={dbname}")
+    conn.autocommit = True
+    return conn
+
+
+# One plpgsql block builds a whole schema server-side: no per-table round trip from here.
+_BUILD_SCHEMA = """
+DO $$
+DECLARE
+    s text := %(schema)s;
+    n int := %(tables)s;
+    rows int := %(rows)s;
+    t text;
+    head text;
+BEGIN
+    EXECUTE format('CREATE SCHEMA IF NOT EXISTS %%I', s);
+    FOR i IN 0 .. n - 1 LOOP
+        t := 't' || lpad(i::text, 4, '0');
+        head := 't' || lpad(((i / 10) * 10)::text, 4, '0');
+        EXECUTE format(
+            'CREATE TABLE %%I.%%I ('
+            ' id integer PRIMARY KEY,'
+            ' parent_id integer REFERENCES %%I.%%I (id),'
+            ' name varchar(64) NOT NULL,'
+            ' status varchar(16),'
+            ' amount numeric(12, 2),'
+            ' created_at timestamptz,'
+            ' is_active boolean,'
+            ' note text)',
+            s, t, s, head);
+        EXECUTE format(
+            'INSERT INTO %%I.%%I SELECT g, CASE WHEN g > 1 THEN 1 END, %%L || g,'
+            ' (ARRAY[''new'', ''paid'', ''shipped'', ''returned''])[1 + mod(g, 4)],'
+            ' g * 1.25, timestamptz ''2024-01-01'' + g * interval ''1 day'','
+            ' mod(g, 2) = 0, repeat(''note '', 1 + mod(g, 3))'
+            ' FROM generate_series(1, %%s) g',
+            s, t, t || ' row ', rows);
+    END LOOP;
+END $$;
+"""
+
+_TABLE_DDL = (
+    "CREATE TABLE {s}.{t} (id integer PRIMARY KEY, parent_id integer REFERENCES {s}.{head} (id),"
+    " name varchar(64) NOT NULL, status varchar(16), amount numeric(12, 2),"
+    " created_at timestamptz, is_active boolean, note text)"
+)
+
+
+def _shape_ok(dbname: str) -> bool:
+    with closing(_pg()) as admin, admin.cursor() as cur:
+        cur.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (dbname,),
+        )
+        row = cur.fetchone()
+    if row is None or row[0] != SHAPE_MARK:
+        return False
+    conn = _pg(dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT n.nspname, count(*) FILTER (WHERE c.relname ~ '^t[0-9]{4}$'), count(*)"
+                " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.relkind = 'r' AND n.nspname ~ '^s[0-9]{2}$' GROUP BY 1"
+            )
+            counts = {schema: (ours, total) for schema, ours, total in cur.fetchall()}
+    finally:
+        conn.close()
+    expected = {schema_name(i): (TABLES_PER_SCHEMA, TABLES_PER_SCHEMA) for i in range(SCHEMAS)}
+    return counts == expected
+
+
+def ensure_pg_database(log=print) -> str:
+    """The reusable 10,000-table database; built (about a minute) only when missing or altered."""
+    if _shape_ok(PG_DATABASE):
+        log(f"reusing PostgreSQL database {PG_DATABASE}")
+        return pg_uri()
+    started = time.perf_counter()
+    log(f"building PostgreSQL database {PG_DATABASE} ({SCHEMAS * TABLES_PER_SCHEMA} tables)…")
+    with closing(_pg()) as admin, admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+        cur.execute(f"CREATE DATABASE {PG_DATABASE}")
+    conn = _pg(PG_DATABASE)
+    try:
+        conn.autocommit = False
+        # One transaction per schema: a single one for all 10,000 tables overflows the server's
+        # lock table (max_locks_per_transaction). The shape mark is written last, so a build
+        # that stopped half-way is rebuilt next time.
+        with conn.cursor() as cur:
+            for i in range(SCHEMAS):
+                cur.execute(
+                    _BUILD_SCHEMA,
+                    {"schema": schema_name(i), "tables": TABLES_PER_SCHEMA, "rows": ROWS_PER_TABLE},
+                )
+                conn.commit()
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("ANALYZE")
+    finally:
+        conn.close()
+    with closing(_pg()) as admin, admin.cursor() as cur:
+        cur.execute(f"COMMENT ON DATABASE {PG_DATABASE} IS %s", (SHAPE_MARK,))
+    log(f"built in {time.perf_counter() - started:.1f} s")
+    return pg_uri()
+
+
+def churn_names(
+    run: int, count: int, schemas: int
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The tables one churn run drops (never a group head: nothing else references them) and adds."""
+    dropped, added = [], []
+    for k in range(count):
+        schema = schema_name(k % schemas)
+        slot = (run * count + k) // schemas
+        index = (slot // 9) * 10 + 1 + slot % 9  # skip heads (multiples of ten)
+        dropped.append((schema, table_name(index % TABLES_PER_SCHEMA)))
+        added.append((schema, f"new_r{run}_{k:04d}"))
+    return dropped, added
+
+
+def pg_churn(run: int, count: int, schemas: int) -> None:
+    dropped, added = churn_names(run, count, schemas)
+    statements = [f"DROP TABLE {s}.{t}" for s, t in dropped]
+    statements += [_TABLE_DDL.format(s=s, t=t, head="t0000") for s, t in added]
+    _execute_pg(statements)
+
+
+def pg_unchurn(run: int, count: int, schemas: int) -> None:
+    dropped, added = churn_names(run, count, schemas)
+    statements = [f"DROP TABLE IF EXISTS {s}.{t}" for s, t in added]
+    for s, t in dropped:
+        head = table_name(int(t[1:]) // 10 * 10)
+        statements.append(_TABLE_DDL.format(s=s, t=t, head=head))
+        statements.append(
+            f"INSERT INTO {s}.{t} SELECT g, CASE WHEN g > 1 THEN 1 END, '{t} row ' || g,"
+            " (ARRAY['new', 'paid', 'shipped', 'returned'])[1 + g % 4], g * 1.25,"
+            " timestamptz '2024-01-01' + g * interval '1 day', g % 2 = 0,"
+            f" repeat('note ', 1 + g % 3) FROM generate_series(1, {ROWS_PER_TABLE}) g"
+        )
+    _execute_pg(statements)
+
+
+def _execute_pg(statements: list[str]) -> None:
+    conn = _pg(PG_DATABASE)
+    try:
+        conn.autocommit = False
+        with conn.cursor() as cur:
+            cur.execute(";\n".join(statements))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def build_sqlite(path: Path, tables: int = 1000) -> str:
+    """A fresh SQLite file of `tables` tables of the same shape (one executescript, one transaction)."""
+    path.unlink(missing_ok=True)
+    parts = ["BEGIN;"]
+    for i in range(tables):
+        t, head = table_name(i), table_name(i // 10 * 10)
+        parts.append(
+            f"CREATE TABLE {t} (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES {head} (id),"
+            " name VARCHAR(64) NOT NULL, status VARCHAR(16), amount NUMERIC(12, 2),"
+            " created_at TIMESTAMP, is_active BOOLEAN, note TEXT);"
+        )
+        rows = ", ".join(
+            f"({g}, {1 if g > 1 else 'NULL'}, '{t} row {g}', '{('new', 'paid', 'shipped', 'returned')[g % 4]}',"
+            f" {g * 1.25}, '2024-01-{1 + g % 28:02d} 00:00:00', {g % 2 == 0:d}, 'note')"
+            for g in range(1, ROWS_PER_TABLE + 1)
+        )
+        parts.append(f"INSERT INTO {t} VALUES {rows};")
+    parts.append("COMMIT;")
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript("\n".join(parts))
+    finally:
+        conn.close()
+    return f"sqlite:///{path}"
+
+
+def sqlite_churn(path: Path, run: int, count: int) -> None:
+    dropped, added = churn_names(run, count, 1)
+    conn = sqlite3.connect(path)
+    try:
+        script = ["BEGIN;"]
+        script += [f"DROP TABLE {t};" for _, t in dropped]
+        script += [
+            f"CREATE TABLE {t} (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES t0000 (id),"
+            " name VARCHAR(64) NOT NULL, status VARCHAR(16), amount NUMERIC(12, 2),"
+            " created_at TIMESTAMP, is_active BOOLEAN, note TEXT);"
+            for _, t in added
+        ]
+        script.append("COMMIT;")
+        conn.executescript("\n".join(script))
+    finally:
+        conn.close()
