@@ -32,7 +32,7 @@ def _engine_and_schemas(store: CatalogueStore, connection_id: str):
     return engine, connection.schemas or [None]
 
 
-def refresh(store: CatalogueStore, connection_id: str) -> list[dict[str, Any]]:
+def refresh(store: CatalogueStore, connection_id: str) -> list[TableDescription]:
     """Refresh one connection the naive way; returns every description, as the API would."""
     engine, schemas = _engine_and_schemas(store, connection_id)
     now = utcnow()
@@ -84,7 +84,7 @@ def refresh(store: CatalogueStore, connection_id: str) -> list[dict[str, Any]]:
         coll.find({"db_connection_id": connection_id}),
         key=lambda d: (d["schema_name"], d["table_name"]),
     )
-    return [TableDescription.from_doc(d).model_dump(mode="json") for d in docs]
+    return [TableDescription.from_doc(d) for d in docs]
 
 
 def scan(store: CatalogueStore, connection_id: str) -> int:

@@ -18,6 +18,8 @@ import json
 import os
 import platform
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cryptography.fernet import Fernet
 from rich.console import Console
 from rich.table import Table
@@ -53,6 +56,13 @@ HTTP_RATIO_TARGET = 3.0
 SCAN_METADATA_TARGET_S = 15.0
 SCAN_FULL_TARGET_S = 120.0
 PEAK_MB_TARGET = 500.0
+
+
+# Scan job options. Metadata: columns, keys and DDL; no example rows, and no column is a category
+# candidate (the statistics settle it: the benchmark database is ANALYZEd), so no table data is
+# read. Full: the job's defaults (categories from statistics or a bounded sample, 3 examples).
+METADATA_SCAN = {"example_rows": 0, "max_categories": 0}
+FULL_SCAN: dict[str, Any] = {}
 
 
 class Bench:
@@ -191,6 +201,92 @@ class Bench:
             unchurn=lambda k: sources_data.build_sqlite(path, self.args.sqlite_tables),
         )
 
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def http_refresh(self, pg_uri: str) -> None:
+        """POST /api/v1/table-descriptions/refresh on a uvicorn subprocess, the baseline behind
+        the same server (benchmarks/api_server.py); client-side wall time, server-side counts."""
+        tables = self.args.http_tables
+        schemas = pg_schemas(tables)
+        db = "bench_http"
+        self.client.drop_database(db)
+        store = self.store(db)
+        port = _free_port()
+        log = open(self.workdir / "api.log", "wb")  # noqa: SIM115  (closed with the server)
+        server = subprocess.Popen(
+            [sys.executable, str(HERE / "api_server.py"), str(port)],
+            env={**os.environ, **self.env(db)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        paths = {"tdsync": "/api/v1/table-descriptions/refresh"}
+        if not self.args.no_baseline:
+            paths["baseline"] = "/_bench/naive-refresh"
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=1800) as http:
+                _wait_for(http, server)
+                warm = store.add_connection(alias="http-warm-up", connection_uri=self.warmup_uri)
+                for path in paths.values():
+                    http.post(path, json={"db_connection_id": warm.id}).raise_for_status()
+                store.delete_connection(warm.id)
+                for k in range(self.args.runs):
+                    conns = {
+                        impl: store.add_connection(
+                            alias=f"http-{impl}-{k}", connection_uri=pg_uri, schemas=schemas
+                        ).id
+                        for impl in paths
+                    }
+                    for scenario in ("refresh cold", "refresh warm"):
+                        for impl, path in paths.items():
+                            run = _http_call(http, server.pid, path, conns[impl])
+                            self.record(
+                                source="http", tables=tables, scenario=scenario, impl=impl, run=run
+                            )
+                    for cid in conns.values():
+                        store.delete_connection(cid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            log.close()
+            self.client.drop_database(db)
+
+    # -- scan -------------------------------------------------------------------------------
+
+    def postgres_scan(self, pg_uri: str) -> None:
+        sizes = [int(n) for n in self.args.scan_sizes.split(",") if n]
+        scans = {"scan metadata": METADATA_SCAN, "scan full": FULL_SCAN}
+        for size in sizes:
+            schemas = pg_schemas(size)
+            for k in range(self.args.scan_runs):
+                for scenario, config in scans.items():
+                    db = f"bench_scan_{size}_{k}"
+                    self.client.drop_database(db)
+                    conn = self.store(db).add_connection(
+                        alias=f"scan-{size}", connection_uri=pg_uri, schemas=schemas
+                    )
+                    self.worker("refresh", db, conn.id, pg_uri)  # the rows to scan; not measured
+                    run = self.worker("scan", db, conn.id, pg_uri, scan_config=config)
+                    self.record(
+                        source="postgresql", tables=size, scenario=scenario, impl="tdsync", run=run
+                    )
+                    self.client.drop_database(db)
+                if size == self.args.baseline_scan_tables and not self.args.no_baseline:
+                    db = f"bench_scan_naive_{size}_{k}"
+                    self.client.drop_database(db)
+                    conn = self.store(db).add_connection(
+                        alias=f"scan-{size}", connection_uri=pg_uri, schemas=schemas
+                    )
+                    self.worker("refresh", db, conn.id, pg_uri)
+                    run = self.worker("naive_scan", db, conn.id, pg_uri)
+                    self.record(
+                        source="postgresql",
+                        tables=size,
+                        scenario="scan full",
+                        impl="baseline",
+                        run=run,
+                    )
+                    self.client.drop_database(db)
+
     # -- report -----------------------------------------------------------------------------
 
     def summarise(self) -> list[dict[str, Any]]:
@@ -273,7 +369,10 @@ class Bench:
                 "queries": "SQLAlchemy before_cursor_execute events on the Engine class",
                 "round_trips": "pymongo CommandListener started events (all collections)",
                 "peak_rss_mb": "getrusage ru_maxrss of the worker process (one process per "
-                "measurement; includes the imports' baseline, which rss_before_mb shows)",
+                "measurement; includes the imports' baseline, which rss_before_mb shows); "
+                "HTTP: the API server's VmHWM, reset before each request (clear_refs 5)",
+                "http": "client-side wall time of the POST (uvicorn subprocess, "
+                "DAGSTER_HOME instance), counts from the server's own probes",
                 "store": "SecantusDB 0.7.0b3 subprocess, storage in a temp folder",
             },
             "args": vars(self.args),
@@ -282,6 +381,51 @@ class Bench:
         }
         path.write_text(json.dumps(payload, indent=2, default=str))
         return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(http: httpx.Client, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError("the API server exited at start")
+        try:
+            if http.get("/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the API server did not answer /health in 120 s")
+
+
+def _proc_mb(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _http_call(http: httpx.Client, pid: int, path: str, connection_id: str) -> dict[str, Any]:
+    http.post("/_bench/counters/reset").raise_for_status()
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets the server's peak RSS (VmHWM)
+    rss_before = _proc_mb(pid, "VmRSS")
+    started = time.perf_counter()
+    response = http.post(path, json={"db_connection_id": connection_id})
+    wall = time.perf_counter() - started
+    response.raise_for_status()
+    counts = http.get("/_bench/counters").json()
+    return {
+        "wall_s": wall,
+        **counts,
+        "rss_before_mb": rss_before,
+        "peak_rss_mb": _proc_mb(pid, "VmHWM"),
+        "output": len(response.json()),
+    }
 
 
 def _n(stats: dict | None, key: str) -> str:
@@ -334,6 +478,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--scan-sizes", default="1000,5000,10000", help="PostgreSQL tables per scan measurement"
     )
+    p.add_argument("--scan-runs", type=int, default=3, help="runs per scan measurement")
+    p.add_argument(
+        "--baseline-scan-tables", type=int, default=1000, help="scan size the baseline also runs"
+    )
     p.add_argument("--only", default="", help="comma list of: pg,sqlite,http,scan")
     p.add_argument(
         "--profile", type=Path, help="write a cProfile of every measured call into this folder"
@@ -343,6 +491,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A terminated run still stops its SecantusDB server and removes its temp folder.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = parse_args(argv)
     only = set(filter(None, args.only.split(",")))
     wanted = lambda part: not only or part in only  # noqa: E731
@@ -355,6 +505,10 @@ def main(argv: list[str] | None = None) -> int:
             bench.postgres_refresh(pg_uri)
         if wanted("sqlite"):
             bench.sqlite_refresh()
+        if wanted("http"):
+            bench.http_refresh(pg_uri)
+        if wanted("scan"):
+            bench.postgres_scan(pg_uri)
         rows = bench.summarise()
         path = bench.report(rows, started)
         console.print(f"results: {path.relative_to(HERE.parent)}")

@@ -78,10 +78,17 @@ def main(spec: dict) -> dict:
 
 def _scan(connection_id: str, spec: dict, instance):
     from tdsync import runs
+    from tdsync.defs.scan_job import scan_table_descriptions
 
-    return runs.scan(  # provided by the scan job's module (issue 4)
-        connection_id, trigger="cli", dagster_instance=instance, **spec.get("scan_options", {})
+    config = {"db_connection_id": connection_id, **spec.get("scan_config", {})}
+    result = runs.execute(
+        scan_table_descriptions,
+        db_connection_id=connection_id,
+        trigger="cli",
+        op_config={"start_scan": {"config": config}},
+        dagster_instance=instance,
     )
+    return result.output_for_node("scan_tables")
 
 
 if __name__ == "__main__":

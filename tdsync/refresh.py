@@ -6,7 +6,7 @@ slightly stale read can never undo what a concurrent refresh or scan wrote.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -60,6 +60,9 @@ class RefreshPlan:
     retypes: list[Restore] = field(default_factory=list)
     expired_leases: list[StoredTable] = field(default_factory=list)
     unchanged: int = 0
+    # How many descriptions of the connection have each status once the plan is written (as of
+    # the read it was computed from): for reporting, without counting them in the store again.
+    statuses_after: dict[str, int] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
@@ -134,6 +137,13 @@ def plan_refresh(stored: list[StoredTable], listing: Listing, now: datetime) -> 
             unchanged += 1
 
     inserts = [t for key, t in sorted(live_by_key.items()) if key not in stored_keys]
+    after = Counter(row.status.value for row in stored)
+    after[Status.NOT_SCANNED.value] += len(inserts) + len(restores)
+    after[Status.DEPRECATED.value] += len(deprecations) - len(restores)
+    after[Status.FAILED.value] += len(expired)
+    after[Status.SYNCHRONIZING.value] -= len(expired)
+    for row in deprecations:
+        after[row.status.value] -= 1
     return RefreshPlan(
         inserts=inserts,
         deprecations=deprecations,
@@ -141,6 +151,7 @@ def plan_refresh(stored: list[StoredTable], listing: Listing, now: datetime) -> 
         retypes=retypes,
         expired_leases=expired,
         unchanged=unchanged,
+        statuses_after={status: n for status, n in after.items() if n},
     )
 
 

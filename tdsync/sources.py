@@ -83,6 +83,9 @@ def list_live_tables(
     """Names and kinds of every table, view and materialized view, per schema; no data is read."""
     with source_engine(connection_uri, timeout_s=timeout_s) as engine, engine.connect() as conn:
         inspector = sa.inspect(conn)
+        if conn.dialect.name == "postgresql":
+            targets = list(dict.fromkeys(schemas)) if schemas else [inspector.default_schema_name]
+            return Listing(_list_postgresql(conn, targets, explicit=bool(schemas)))
         if schemas:
             existing = set(inspector.get_schema_names())
             targets = list(dict.fromkeys(schemas))
@@ -113,6 +116,42 @@ def _list_schema(inspector: sa.Inspector, schema: str, *, explicit: bool) -> lis
     for name in materialized:
         found[name] = TableType.MATERIALIZED_VIEW
     return [LiveTable(schema, name, kind) for name, kind in sorted(found.items())]
+
+
+# The inspector asks PostgreSQL one query per schema and kind (plus one for the schema names),
+# each a scan of pg_class: 31 queries and 0.35 s for 10 schemas of 1,000 tables. This is the
+# same listing in one query: the inspector's filters (relkinds r/p, v, m; no temporary
+# relations; explicit schemas named pg_* are not listed), and None for a missing schema.
+_PG_LISTING = sa.text(
+    "SELECT n.nspname, c.relname, c.relkind FROM pg_catalog.pg_namespace n"
+    " LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid"
+    " AND c.relkind IN ('r', 'p', 'v', 'm') AND c.relpersistence != 't'"
+    " WHERE n.nspname = ANY(:schemas)"
+)
+_PG_KINDS = {
+    "r": TableType.TABLE,
+    "p": TableType.TABLE,
+    "v": TableType.VIEW,
+    "m": TableType.MATERIALIZED_VIEW,
+}
+
+
+def _list_postgresql(
+    conn: sa.Connection, targets: list[str], *, explicit: bool
+) -> dict[str, list[LiveTable] | None]:
+    found: dict[str, dict[str, TableType]] = {}
+    for schema, name, kind in conn.execute(_PG_LISTING, {"schemas": targets}):
+        if explicit and schema.startswith("pg_"):
+            continue
+        names = found.setdefault(schema, {})
+        if name is not None:
+            names[name] = _PG_KINDS[kind]
+    return {
+        schema: [LiveTable(schema, name, kind) for name, kind in sorted(found[schema].items())]
+        if schema in found
+        else None
+        for schema in targets
+    }
 
 
 def check_connection(connection_uri: str, *, timeout_s: float = 10.0) -> None:

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from tdsync.bulk import gc_paused
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
 from tdsync.models import utcnow
 from tdsync.refresh import Listing, RefreshPlan, plan_refresh
@@ -46,7 +47,7 @@ def list_live_tables(
     catalogue: CatalogueResource,
     sources: SourceDatabasesResource,
 ) -> Listing:
-    with failures_as_dagster():
+    with failures_as_dagster(), gc_paused():
         uri = catalogue.get_store().connection_uri(connection.id)
         listing = sources.list_live(connection_uri=uri, schemas=connection.schemas)
     counts = {schema: len(tables or []) for schema, tables in listing.schemas.items()}
@@ -61,7 +62,7 @@ def diff_against_catalogue(
     listing: Listing,
     catalogue: CatalogueResource,
 ) -> RefreshPlan:
-    with failures_as_dagster():
+    with failures_as_dagster(), gc_paused():
         stored = catalogue.get_store().stored_tables(connection.id)
         plan = plan_refresh(stored, listing, utcnow())
     context.log.info(f"plan: {plan.summary()}")
