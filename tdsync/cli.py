@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tdsync.errors import TdsyncError
@@ -25,13 +26,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except TdsyncError as exc:
-        err_console.print(f"[bold red]error[/] [{exc.error_code}] {exc.message}")
-        if exc.detail:
-            err_console.print(json.dumps(exc.detail, default=str, indent=2))
+        print_error(exc)
         return 1
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def print_error(exc: TdsyncError) -> None:
+    """One line with the error code and message, then the detail as `key: value` lines."""
+    err_console.print(
+        f"[bold red]error[/] {escape(f'[{exc.error_code}]')} {escape(exc.message)}",
+        highlight=False,
+    )
+    detail = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
+    for key, value in detail.items():
+        if value is None:
+            continue
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            text = "".join(f"\n    {line}" for line in value)
+        else:
+            text = " " + (value if isinstance(value, str) else json.dumps(value, default=str))
+        err_console.print(f"  {escape(str(key))}:{escape(text)}", highlight=False)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,11 +128,12 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _refresh(args: argparse.Namespace) -> None:
+    store = _store()
+    conn = store.get_connection(args.connection)  # before importing Dagster: fast errors
+
     from tdsync import runs
     from tdsync.demo import print_catalogue
 
-    store = _store()
-    conn = store.get_connection(args.connection)
     with console.status(
         f"refreshing [cyan]{conn.alias}[/] through the refresh_table_descriptions job…"
     ):

@@ -1,0 +1,134 @@
+"""Connections' refresh schedules: validating cron strings and deciding which connection is due.
+
+Cron strings are read in UTC. The Dagster schedule ticks every minute and asks `due_refreshes`
+which connections have a fire time within that minute; a fire time therefore belongs to exactly
+one tick, and its run key (connection + fire time) makes a retried tick harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from croniter import CroniterBadDateError, croniter
+
+from tdsync.errors import ValidationFailed
+from tdsync.models import DatabaseConnection
+
+TICK = timedelta(minutes=1)
+_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why a refresh_schedule is not usable, or None when it is a valid five-field cron string."""
+    text = expression.strip()
+    if not text:
+        return "a refresh_schedule must not be empty (use null for no schedule)"
+    if text.startswith("@"):
+        if text.lower() not in _MACROS:
+            return f"unknown cron macro {text!r}; use one of {', '.join(sorted(_MACROS))}"
+    elif len(text.split()) != 5:
+        return (
+            f"{text!r} has {len(text.split())} fields; a cron string has five: "
+            "minute hour day-of-month month day-of-week (e.g. '0 * * * *')"
+        )
+    if not croniter.is_valid(text):
+        return f"{text!r} is not a valid cron string (fields: minute hour day-of-month month day-of-week)"
+    try:
+        croniter(text, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        return f"{text!r} never fires"
+    return None
+
+
+def validate_refresh_schedule(expression: str | None) -> str | None:
+    """The schedule, trimmed; raises ValidationFailed (422) for a cron string that cannot run."""
+    if expression is None:
+        return None
+    if not isinstance(expression, str):
+        raise ValidationFailed(
+            "refresh_schedule must be a cron string or null",
+            {"field": "refresh_schedule", "value": repr(expression)},
+        )
+    problem = cron_problem(expression)
+    if problem:
+        raise ValidationFailed(
+            f"invalid refresh_schedule: {problem}",
+            {"field": "refresh_schedule", "value": expression},
+        )
+    return expression.strip()
+
+
+def last_fire_at_or_before(expression: str, moment: datetime) -> datetime:
+    """The latest fire time of a cron string that is not after `moment` (UTC)."""
+    # croniter's get_prev is strict, so start just after `moment` to include it.
+    start = moment.astimezone(UTC) + timedelta(seconds=1)
+    return croniter(expression.strip(), start).get_prev(datetime).astimezone(UTC)
+
+
+def next_fire_after(expression: str, moment: datetime) -> datetime:
+    return croniter(expression.strip(), moment.astimezone(UTC)).get_next(datetime).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class DueRefresh:
+    connection_id: str
+    alias: str
+    fire_time: datetime
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.connection_id}@{self.fire_time.strftime('%Y-%m-%dT%H:%MZ')}"
+
+
+@dataclass(frozen=True)
+class ScheduleCheck:
+    """What one schedule tick found: the refreshes due now, the next one, and unusable crons."""
+
+    due: list[DueRefresh] = field(default_factory=list)
+    scheduled: int = 0
+    next_fire: datetime | None = None
+    invalid: dict[str, str] = field(default_factory=dict)  # alias -> problem
+
+    def skip_reason(self) -> str:
+        """Why this tick requests nothing, in a sentence for the Dagster UI."""
+        if self.scheduled == 0 and not self.invalid:
+            return "no connection has a refresh_schedule"
+        parts = []
+        if self.scheduled:
+            plural = "connection" if self.scheduled == 1 else "connections"
+            until = (
+                f"none due until {self.next_fire.strftime('%Y-%m-%d %H:%M')} UTC"
+                if self.next_fire
+                else "none due"
+            )
+            parts.append(f"{self.scheduled} {plural} scheduled, {until}")
+        if self.invalid:
+            bad = "; ".join(f"{alias}: {problem}" for alias, problem in self.invalid.items())
+            parts.append(f"{len(self.invalid)} with an invalid refresh_schedule ({bad})")
+        return "; ".join(parts)
+
+
+def due_refreshes(connections: Iterable[DatabaseConnection], tick: datetime) -> ScheduleCheck:
+    """Which connections have a cron fire time in the minute ending at `tick` (inclusive)."""
+    tick = tick.astimezone(UTC)
+    window_start = tick - TICK
+    due: list[DueRefresh] = []
+    invalid: dict[str, str] = {}
+    scheduled = 0
+    next_fire: datetime | None = None
+    for conn in connections:
+        if conn.refresh_schedule is None:
+            continue
+        problem = cron_problem(conn.refresh_schedule)
+        if problem:
+            invalid[conn.alias] = problem
+            continue
+        scheduled += 1
+        fired = last_fire_at_or_before(conn.refresh_schedule, tick)
+        if fired > window_start:
+            due.append(DueRefresh(conn.id, conn.alias, fired))
+        upcoming = next_fire_after(conn.refresh_schedule, tick)
+        next_fire = upcoming if next_fire is None else min(next_fire, upcoming)
+    return ScheduleCheck(due=due, scheduled=scheduled, next_fire=next_fire, invalid=invalid)

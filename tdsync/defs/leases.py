@@ -1,0 +1,63 @@
+"""The connection lease inside tdsync's jobs: the first op takes it, hooks release it.
+
+Runs the API and CLI start already hold the lease (tdsync.runs takes it under the run's id), so
+taking it again is immediate; a run launched from the Dagster UI or by the daemon takes it here
+and waits, bounded, while another run of its connection is at work.
+"""
+
+import json
+from typing import Any
+
+import dagster as dg
+
+from tdsync import leases
+from tdsync.config import Settings
+from tdsync.defs.resources import failures_as_dagster
+from tdsync.store import CatalogueStore
+
+
+def hold_connection_lease(
+    context: dg.OpExecutionContext, store: CatalogueStore, connection_id: str
+) -> None:
+    """Take the connection's lease for this run (waiting for another run of it to finish)."""
+
+    def waiting(current: dict[str, Any]) -> None:
+        context.log.info(
+            f"waiting for {current.get('kind') or 'a run'} {current.get('holder')} "
+            "of this connection to finish"
+        )
+
+    with failures_as_dagster():
+        leases.acquire(
+            store,
+            connection_id,
+            holder=context.run_id,
+            kind=context.job_name,
+            wait_s=Settings.from_env().lease_wait_s,
+            on_wait=waiting,
+        )
+
+
+@dg.success_hook(required_resource_keys={"catalogue"})
+def release_connection_lease(context: dg.HookContext) -> None:
+    """On the job's last op: release the lease, recording the op's result for joined callers."""
+    outcome = context.op_output_values.get("result")
+    leases.release(
+        context.resources.catalogue.get_store(),
+        context.run_id,
+        succeeded=True,
+        outcome=_plain(outcome),
+    )
+
+
+@dg.failure_hook(required_resource_keys={"catalogue"})
+def release_connection_lease_on_failure(context: dg.HookContext) -> None:
+    leases.release(context.resources.catalogue.get_store(), context.run_id, succeeded=False)
+
+
+def _plain(value: Any) -> Any:
+    # Stored in Mongo for joined callers: only plain JSON data makes sense there.
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,45 @@
+"""Per-connection refresh schedules: one schedule that asks, every minute, which connection is due.
+
+Each connection's `refresh_schedule` (cron, UTC) lives in the store and is read on every tick, so
+adding or editing one through the API or CLI takes effect at the next minute, without a restart.
+"""
+
+import dagster as dg
+
+from tdsync.cron import due_refreshes
+from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG, refresh_table_descriptions
+from tdsync.defs.resources import CatalogueResource, failures_as_dagster
+
+
+@dg.schedule(
+    name="refresh_connections_on_schedule",
+    cron_schedule="* * * * *",
+    execution_timezone="UTC",
+    job=refresh_table_descriptions,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "Refreshes each connection whose refresh_schedule (cron, UTC) fires in this minute; "
+        "one run per due connection."
+    ),
+)
+def refresh_connections_on_schedule(
+    context: dg.ScheduleEvaluationContext, catalogue: CatalogueResource
+) -> list[dg.RunRequest] | dg.SkipReason:
+    with failures_as_dagster():
+        connections = catalogue.get_store().list_connections()
+    check = due_refreshes(connections, context.scheduled_execution_time)
+    for alias, problem in check.invalid.items():
+        # One bad cron must not stop the others: it is reported and skipped.
+        context.log.error(f"connection {alias!r} is not scheduled: {problem}")
+    if not check.due:
+        return dg.SkipReason(check.skip_reason())
+    return [
+        dg.RunRequest(
+            run_key=due.run_key,
+            run_config={
+                "ops": {"load_connection": {"config": {"db_connection_id": due.connection_id}}}
+            },
+            tags={CONNECTION_TAG: due.connection_id, TRIGGER_TAG: "schedule"},
+        )
+        for due in check.due
+    ]

@@ -1,0 +1,129 @@
+"""Sensors: settle what a failed or cancelled run leaves behind; partitions follow connections;
+the catalogue's checks are reported when their outcome changes.
+
+A scan marks its rows SYNCHRONIZING; if its run fails or is cancelled before it writes them, they
+would stay SYNCHRONIZING until their lease runs out. The run-status sensors turn them FAILED with
+the run's error at once, and free the connection's lease the run held.
+"""
+
+import hashlib
+import json
+
+import dagster as dg
+
+from tdsync import leases
+from tdsync.defs.assets import CONNECTIONS, catalogue_checks
+from tdsync.defs.refresh_job import CONNECTION_TAG
+from tdsync.defs.resources import CatalogueResource, failures_as_dagster
+from tdsync.models import utcnow
+from tdsync.store import CatalogueStore
+
+SCAN_JOB = "scan_table_descriptions"
+
+
+def settle_ended_run(store: CatalogueStore, run: dg.DagsterRun, error: str) -> str:
+    """Free the run's lease; for a scan, its SYNCHRONIZING rows become FAILED with `error`."""
+    released = leases.release(store, run.run_id, succeeded=False)
+    connection_id = run.tags.get(CONNECTION_TAG)
+    failed = 0
+    if run.job_name == SCAN_JOB and connection_id:
+        failed = store.fail_synchronizing(
+            connection_id, error_message=error, scan_run_id=run.run_id
+        )
+    return (
+        f"run {run.run_id} ({run.job_name}, connection {connection_id or 'unknown'}): "
+        f"{failed} SYNCHRONIZING description(s) marked FAILED, {released} lease(s) released"
+    )
+
+
+def run_error(context: dg.RunFailureSensorContext) -> str:
+    """The first step error of a failed run, else the run's failure message (both scrubbed)."""
+    for event in context.get_step_failure_events():
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            return f"scan run failed: {data.user_failure_data.description}"
+        if data.error is not None:
+            return f"scan run failed: {data.error.message.strip().splitlines()[0]}"
+    message = context.failure_event.message or "the run failed"
+    return f"scan run failed: {message}"
+
+
+@dg.run_failure_sensor(
+    name="settle_failed_runs",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=15,
+    description="A failed scan's SYNCHRONIZING rows become FAILED; the run's lease is freed.",
+)
+def settle_failed_runs(context: dg.RunFailureSensorContext, catalogue: CatalogueResource) -> None:
+    with failures_as_dagster():
+        context.log.info(
+            settle_ended_run(catalogue.get_store(), context.dagster_run, run_error(context))
+        )
+
+
+@dg.run_status_sensor(
+    name="settle_cancelled_runs",
+    run_status=dg.DagsterRunStatus.CANCELED,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=15,
+    description="A cancelled scan's SYNCHRONIZING rows become FAILED; the run's lease is freed.",
+)
+def settle_cancelled_runs(context: dg.RunStatusSensorContext, catalogue: CatalogueResource) -> None:
+    with failures_as_dagster():
+        context.log.info(
+            settle_ended_run(
+                catalogue.get_store(),
+                context.dagster_run,
+                f"scan run {context.dagster_run.run_id} was cancelled before it finished",
+            )
+        )
+
+
+@dg.sensor(
+    name="sync_connection_partitions",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Keeps the table_descriptions partitions equal to the registered connections.",
+)
+def sync_connection_partitions(
+    context: dg.SensorEvaluationContext, catalogue: CatalogueResource
+) -> dg.SensorResult | dg.SkipReason:
+    with failures_as_dagster():
+        ids = sorted(conn.id for conn in catalogue.get_store().list_connections())
+    digest = hashlib.sha1(",".join(ids).encode()).hexdigest()
+    if context.cursor == digest:
+        return dg.SkipReason(f"partitions already match the {len(ids)} connection(s)")
+    existing = set(context.instance.get_dynamic_partitions(CONNECTIONS.name))
+    wanted = set(ids)
+    requests = []
+    if wanted - existing:
+        requests.append(CONNECTIONS.build_add_request(sorted(wanted - existing)))
+    if existing - wanted:
+        requests.append(CONNECTIONS.build_delete_request(sorted(existing - wanted)))
+    if not requests:
+        return dg.SensorResult(
+            cursor=digest, skip_reason=f"partitions already match the {len(ids)} connection(s)"
+        )
+    return dg.SensorResult(dynamic_partitions_requests=requests, cursor=digest)
+
+
+@dg.sensor(
+    name="check_table_descriptions",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Reports the table_descriptions checks (no FAILED rows, no scan past its lease) "
+        "whenever their outcome changes."
+    ),
+)
+def check_table_descriptions(
+    context: dg.SensorEvaluationContext, catalogue: CatalogueResource
+) -> dg.SensorResult | dg.SkipReason:
+    with failures_as_dagster():
+        outcomes = catalogue_checks(catalogue.get_store(), utcnow())
+    state = json.dumps([[o.name, o.passed, o.description] for o in outcomes])
+    digest = hashlib.sha1(state.encode()).hexdigest()
+    verdict = "; ".join(o.description for o in outcomes)
+    if context.cursor == digest:
+        return dg.SkipReason(f"unchanged since last reported: {verdict}")
+    return dg.SensorResult(asset_events=[o.to_evaluation() for o in outcomes], cursor=digest)

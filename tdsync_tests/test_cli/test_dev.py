@@ -1,0 +1,273 @@
+"""`tdsync dev`: the API, the Dagster webserver and daemon together; a UI run; Ctrl-C stops all.
+
+One `tdsync dev` serves the whole module (starting it costs seconds); the last test stops it.
+"""
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from tdsync.catalogue import open_store
+from tdsync.config import Settings
+from tdsync.models import utcnow
+from tdsync.store import CatalogueStore
+from tdsync_tests.conftest import TEST_KEY
+from tdsync_tests.test_cli.conftest import TDSYNC
+
+LOCATION = "tdsync.definitions"
+READY_TIMEOUT_S = 120
+
+
+@dataclass
+class Dev:
+    process: subprocess.Popen
+    api: str
+    ui: str
+    env: dict[str, str]
+    store: CatalogueStore
+    home: Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def graphql(dev: Dev, query: str, variables: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"{dev.ui}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = json.loads(response.read())
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (from /proc; children re-parented later are not seen)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(scope="module")
+def dev(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
+    home = tmp_path_factory.mktemp("dev")
+    env = {
+        **os.environ,
+        "TDSYNC_MONGO_URI": mongo_uri,
+        "TDSYNC_MONGO_DB": f"tdsync_dev_{uuid.uuid4().hex[:12]}",
+        "TDSYNC_ENCRYPTION_KEY": TEST_KEY,
+        "TDSYNC_HOME": str(home / "home"),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "TDSYNC_SOURCE_TIMEOUT_S": "5",
+    }
+    env.pop("TDSYNC_API_KEY", None)
+    with mock.patch.dict(os.environ, env):
+        store = open_store(Settings.from_env())
+    api_port, ui_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [TDSYNC, "dev", "--port", str(api_port), "--dagster-port", str(ui_port)],
+        env={**env, "COLUMNS": "200", "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    dev = Dev(
+        process, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}", env, store, home
+    )
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while get(f"{dev.api}/health")[0] != 200 or get(f"{dev.ui}/server_info")[0] != 200:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"tdsync dev did not start:\n{process.communicate()[0]}")
+        time.sleep(0.25)
+    try:
+        yield dev
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(60)
+        store.client.drop_database(env["TDSYNC_MONGO_DB"])
+
+
+def test_dev_serves_the_api_and_the_dagster_ui(dev: Dev):
+    status, body = get(f"{dev.api}/health")
+    ui_status, _ = get(dev.ui)
+
+    assert status == 200
+    assert json.loads(body) == {"status": "ok", "mongo": "ok"}
+    assert ui_status == 200
+
+
+def test_schedule_and_sensors_are_on_by_default(dev: Dev):
+    repository = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
+    data = graphql(
+        dev,
+        """query($repo: RepositorySelector!) {
+          schedulesOrError(repositorySelector: $repo) {
+            ... on Schedules { results { name scheduleState { status } } } }
+          sensorsOrError(repositorySelector: $repo) {
+            ... on Sensors { results { name sensorState { status } } } }
+        }""",
+        {"repo": repository},
+    )
+
+    schedules = {
+        s["name"]: s["scheduleState"]["status"] for s in data["schedulesOrError"]["results"]
+    }
+    sensors = {s["name"]: s["sensorState"]["status"] for s in data["sensorsOrError"]["results"]}
+    assert schedules == {"refresh_connections_on_schedule": "RUNNING"}
+    assert sensors == {
+        "settle_failed_runs": "RUNNING",
+        "settle_cancelled_runs": "RUNNING",
+        "sync_connection_partitions": "RUNNING",
+        "check_table_descriptions": "RUNNING",
+    }
+
+
+LAUNCH = """mutation($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+
+RUN = """query($runId: ID!) {
+  runOrError(runId: $runId) {
+    ... on Run { status tags { key value } }
+  }
+  logsForRun(runId: $runId) {
+    ... on EventConnection { events { ... on MessageEvent { message } } }
+  }
+}"""
+
+
+def test_run_launched_from_the_ui_waits_for_its_connection_then_refreshes_it(
+    dev: Dev, tmp_path: Path
+):
+    source = tmp_path / "ui-shop.db"
+    with sqlite3.connect(source) as db:
+        db.executescript("CREATE TABLE orders (id INTEGER); CREATE TABLE users (id INTEGER);")
+    conn = dev.store.add_connection(alias="ui-shop", connection_uri=f"sqlite:///{source}")
+    # Another process's run (a scan, say) has the connection: the UI run must wait for it.
+    assert dev.store.acquire_connection_lease(
+        conn.id, holder="other-process-run", kind="scan_table_descriptions", ttl_s=120, now=utcnow()
+    )
+
+    launched = graphql(
+        dev,
+        LAUNCH,
+        {
+            "params": {
+                "selector": {
+                    "repositoryLocationName": LOCATION,
+                    "repositoryName": "__repository__",
+                    "jobName": "refresh_table_descriptions",
+                },
+                "runConfigData": {
+                    "ops": {"load_connection": {"config": {"db_connection_id": conn.id}}}
+                },
+            }
+        },
+    )["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    def run() -> dict:
+        return graphql(dev, RUN, {"runId": run_id})
+
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not any("waiting for" in (e.get("message") or "") for e in run()["logsForRun"]["events"]):
+        assert time.monotonic() < deadline, f"the run never waited: {run()}"
+        time.sleep(0.5)
+    assert dev.store.list_descriptions(conn.id) == []
+
+    dev.store.release_connection_leases("other-process-run", succeeded=True, now=utcnow())
+    while (status := run()["runOrError"]["status"]) not in ("SUCCESS", "FAILURE", "CANCELED"):
+        assert time.monotonic() < deadline, f"the run did not finish: {run()}"
+        time.sleep(0.5)
+
+    tags = {t["key"]: t["value"] for t in run()["runOrError"]["tags"]}
+    assert status == "SUCCESS", run()
+    assert tags["tdsync/db_connection_id"] == conn.id
+    assert tags["tdsync/trigger"] == "ui"
+    assert [d.table_name for d in dev.store.list_descriptions(conn.id)] == ["orders", "users"]
+    assert dev.store.connection_lease(conn.id)["last"]["holder"] == run_id
+
+
+def test_daemon_reports_the_catalogue_checks(dev: Dev):
+    import dagster as dg
+
+    key = dg.AssetCheckKey(dg.AssetKey("table_descriptions"), "no_failed_descriptions")
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    with dg.DagsterInstance.from_config(dev.env["DAGSTER_HOME"]) as instance:
+        while not (history := instance.event_log_storage.get_asset_check_execution_history(key, 1)):
+            assert time.monotonic() < deadline, "the check sensor never reported"
+            time.sleep(0.5)
+
+    evaluation = history[0].event.dagster_event.event_specific_data
+    assert evaluation.passed
+    assert evaluation.description == "no table description is FAILED"
+
+
+def test_sigint_stops_every_process_dev_started(dev: Dev):
+    started = descendants(dev.process.pid)
+    assert len(started) >= 4, started  # webserver, daemon and their code servers
+
+    dev.process.send_signal(signal.SIGINT)
+    output, _ = dev.process.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert dev.process.returncode == 0, output
+    assert [pid for pid in started if alive(pid)] == []
+    assert "tdsync dev stopped." in output
+    assert get(f"{dev.api}/health")[0] == 0
+    assert get(f"{dev.ui}/server_info")[0] == 0

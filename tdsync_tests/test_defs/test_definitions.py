@@ -1,0 +1,50 @@
+"""The code location loads, validates, and holds what the Dagster UI is expected to show."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+import tdsync.definitions
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_dagster_definitions_validate_passes(tdsync_env):
+    dagster = str(Path(sys.executable).parent / "dagster")
+
+    result = subprocess.run(
+        [dagster, "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_code_location_has_the_triggers_the_catalogue_asset_and_its_checks():
+    repo = tdsync.definitions.defs().get_repository_def()
+
+    assert {s.name: s.default_status for s in repo.schedule_defs} == {
+        "refresh_connections_on_schedule": dg.DefaultScheduleStatus.RUNNING
+    }
+    assert {s.name: s.default_status for s in repo.sensor_defs} == {
+        "settle_failed_runs": dg.DefaultSensorStatus.RUNNING,
+        "settle_cancelled_runs": dg.DefaultSensorStatus.RUNNING,
+        "sync_connection_partitions": dg.DefaultSensorStatus.RUNNING,
+        "check_table_descriptions": dg.DefaultSensorStatus.RUNNING,
+    }
+    assert {"refresh_table_descriptions", "scan_table_descriptions"} <= {
+        job.name for job in repo.get_all_jobs()
+    }
+    assert dg.AssetKey("table_descriptions") in repo.asset_graph.get_all_asset_keys()
+    assert {key.name for key in repo.asset_graph.asset_check_keys} == {
+        "no_failed_descriptions",
+        "no_scan_past_its_lease",
+    }
