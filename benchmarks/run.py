@@ -74,6 +74,7 @@ class Bench:
         self.mongo_uri = embedded_uri(self.home)  # a SecantusDB process of our own
         self.client = mongo_client(self.mongo_uri)
         self.results: list[dict[str, Any]] = []
+        self.failures: list[dict[str, Any]] = []
         self.warmup_uri = sources_data.build_sqlite(workdir / "warm-up.db", tables=1)
 
     def close(self) -> None:
@@ -97,7 +98,9 @@ class Bench:
         store.ensure_indexes()
         return store
 
-    def worker(self, kind: str, db: str, connection_id: str, source_uri: str, **extra) -> dict:
+    def worker(
+        self, kind: str, db: str, connection_id: str, source_uri: str, **extra
+    ) -> dict | None:
         spec = {
             "profile": self._profile_path(kind) if self.args.profile else None,
             "kind": kind,
@@ -115,7 +118,10 @@ class Bench:
             timeout=3600,
         )
         if proc.returncode != 0:
-            raise RuntimeError(f"worker {kind} failed:\n{proc.stderr[-3000:]}")
+            # One failed measurement (say, a module being edited) must not lose the whole run.
+            console.log(f"[red]worker {kind} failed[/]:\n{proc.stderr[-2000:]}")
+            self.failures.append({"kind": kind, "db": db, "stderr": proc.stderr[-5000:]})
+            return None
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     def _profile_path(self, kind: str) -> str:
@@ -123,12 +129,15 @@ class Bench:
         return str(self.args.profile / f"{kind}-{len(self.results):03d}.prof")
 
     def record(self, **entry: Any) -> None:
-        self.results.append(entry)
         run = entry["run"]
+        if run is None:  # the measurement failed; it was logged and is left out
+            return
+        self.results.append(entry)
         console.log(
             f"{entry['source']:>10} {entry['tables']:>6} {entry['scenario']:<24} "
             f"{entry['impl']:<8} {run['wall_s']:8.3f} s  q={run['statements']:<6} "
-            f"rt={run['round_trips']:<6} peak={run['peak_rss_mb']:.0f} MB gc={run['gc_s']:.3f} s"
+            f"rt={run['round_trips']:<6} peak={run['peak_rss_mb']:.0f} MB gc={run['gc_s']:.3f} s "
+            f"load={run['load_1m']:.1f}"
         )
 
     # -- refresh ----------------------------------------------------------------------------
@@ -238,7 +247,12 @@ class Bench:
                     }
                     for scenario in ("refresh cold", "refresh warm"):
                         for impl, path in paths.items():
-                            run = _http_call(http, server.pid, path, conns[impl])
+                            try:
+                                run = _http_call(http, server.pid, path, conns[impl])
+                            except (httpx.HTTPError, OSError) as exc:
+                                console.log(f"[red]HTTP {impl} {scenario} failed[/]: {exc}")
+                                self.failures.append({"kind": f"http {impl}", "error": str(exc)})
+                                run = None
                             self.record(
                                 source="http", tables=tables, scenario=scenario, impl=impl, run=run
                             )
@@ -311,6 +325,7 @@ class Bench:
                     "store_writes": max(r["store_writes"] for r in runs),
                     "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
                     "growth_mb": max(r["peak_rss_mb"] - r["rss_before_mb"] for r in runs),
+                    "load_1m": [round(r["load_1m"], 1) for r in runs],
                 }
             if "tdsync" in row and "baseline" in row:
                 row["ratio"] = row["baseline"]["wall_median_s"] / row["tdsync"]["wall_median_s"]
@@ -330,6 +345,7 @@ class Bench:
             "queries td/base",
             "round trips td/base (desc. writes)",
             "peak MB td/base",
+            "load (1 min)",
             "target",
         ):
             table.add_column(col, justify="right" if col != "scenario" else "left")
@@ -348,6 +364,7 @@ class Bench:
                 f"{_n(td, 'round_trips')} ({_n(td, 'description_writes')}) / "
                 f"{_n(base, 'round_trips')} ({_n(base, 'description_writes')})",
                 f"{_n(td, 'peak_rss_mb')} / {_n(base, 'peak_rss_mb')}",
+                _load(row),
                 f"{row['target']} {'✓' if row['met'] else '✗'}" if row["target"] else "",
             )
         console.print(table)
@@ -378,6 +395,7 @@ class Bench:
             "args": vars(self.args),
             "summary": rows,
             "runs": self.results,
+            "failed_measurements": self.failures,
         }
         path.write_text(json.dumps(payload, indent=2, default=str))
         return path
@@ -424,8 +442,14 @@ def _http_call(http: httpx.Client, pid: int, path: str, connection_id: str) -> d
         **counts,
         "rss_before_mb": rss_before,
         "peak_rss_mb": _proc_mb(pid, "VmHWM"),
+        "load_1m": os.getloadavg()[0],
         "output": len(response.json()),
     }
+
+
+def _load(row: dict[str, Any]) -> str:
+    loads = [x for impl in ("tdsync", "baseline") if impl in row for x in row[impl]["load_1m"]]
+    return f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
 
 
 def _n(stats: dict | None, key: str) -> str:

@@ -72,6 +72,7 @@ def main(spec: dict) -> dict:
         **counts,
         "rss_before_mb": rss_before,
         "peak_rss_mb": probes.peak_rss_mb(),
+        "load_1m": os.getloadavg()[0],  # the machine's noise: other work on its 2 cores
         "output": output if isinstance(output, (dict, int, list)) else str(output),
     }
 
