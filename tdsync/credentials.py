@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -47,26 +48,40 @@ def dialect_of(connection_uri: str) -> str:
     return DIALECTS[parse_uri(connection_uri).get_backend_name()]
 
 
+# Drivers (psycopg2, pymysql...) also take the password as a query parameter.
+_PASSWORD_PARAMS = {"password", "passwd", "pwd"}
+
+
 def mask_uri(connection_uri: str) -> str:
     """`postgresql://user:*****@host:5432/db`: the form every output shows."""
     try:
         url = make_url(connection_uri)
     except Exception:
         return MASK
-    if url.password is None:
-        return url.render_as_string(hide_password=False)
-    return url.set(password=MASK).render_as_string(hide_password=False)
+    hidden = [k for k in url.query if k.lower() in _PASSWORD_PARAMS]
+    if hidden:
+        url = url.update_query_dict({k: MASK for k in hidden})
+    # Setting the password to MASK would render it URL-quoted (%2A...); SQLAlchemy's own
+    # hidden form is `***`, and a rendered URL has no other literal `*` (it quotes them).
+    rendered = url.render_as_string(hide_password=True)
+    if url.password is not None:
+        rendered = rendered.replace(":***@", f":{MASK}@", 1)
+    return rendered.replace(quote(MASK, safe=""), MASK)
 
 
 def secrets_in(connection_uri: str) -> list[str]:
     """Every spelling of the URI's password that could leak into a message."""
     try:
-        password = make_url(connection_uri).password
+        url = make_url(connection_uri)
+        passwords = [url.password] + [
+            v for k, v in url.query.items() if k.lower() in _PASSWORD_PARAMS
+        ]
     except Exception:
-        password = None
+        passwords = []
     found = {connection_uri}
-    if password:
-        found |= {password, quote(password, safe=""), quote_plus(password)}
+    for password in passwords:
+        for value in [password] if isinstance(password, str) else password or []:
+            found |= {value, quote(value, safe=""), quote_plus(value)}
     return sorted((s for s in found if s), key=len, reverse=True)
 
 
@@ -120,11 +135,16 @@ def _home_key(home: Path) -> str:
     path = home / KEY_FILE
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
+        # Write the key in full under a private name, then link it into place: a process that
+        # starts at the same moment sees either no key file or a complete one, never an empty one.
+        tmp = home / f".{KEY_FILE}.{os.getpid()}.{uuid.uuid4().hex}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(Fernet.generate_key().decode())
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(tmp, path)
         except FileExistsError:
             pass  # another process won the race: use its key
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(Fernet.generate_key().decode())
+        finally:
+            tmp.unlink()
     return path.read_text().strip()

@@ -63,30 +63,31 @@ def _start(folder: Path) -> str:
     port = _free_port()
     config = folder / "empty.toml"
     config.touch()
-    log = open(folder / "server.log", "ab")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secantus",
-            "--standalone",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--storage-path",
-            str(folder / "data"),
-            # An explicit empty config: otherwise it reads ./secantusd.toml or ~/.secantus/.
-            "--config",
-            str(config),
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=log,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # outlives the process that started it; Ctrl-C there does not kill it
-    )
+    # The child keeps its own copy of the log file; this process need not hold it open.
+    with open(folder / "server.log", "ab") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "secantus",
+                "--standalone",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                str(folder / "data"),
+                # An explicit empty config: otherwise it reads ./secantusd.toml or ~/.secantus/.
+                "--config",
+                str(config),
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives the process that started it; Ctrl-C there does not kill it
+        )
     uri = f"mongodb://127.0.0.1:{port}/?retryWrites=false"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -124,6 +125,12 @@ def _answers(uri: str) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    try:
+        # A zombie (exited, waiting for a parent that may be slow to reap it) is dead already.
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    except (OSError, IndexError):
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -131,6 +131,9 @@ def plan_refresh(stored: list[StoredTable], listing: Listing, now: datetime) -> 
             restores.append(Restore(row, live.table_type))
         elif row.status == Status.SYNCHRONIZING and _lease_expired(row, now):
             expired.append(row)
+            if row.table_type != live.table_type:
+                # Else the next refresh would find the kind still to fix: not idempotent.
+                retypes.append(Restore(row, live.table_type))
         elif row.table_type != live.table_type:
             retypes.append(Restore(row, live.table_type))
         else:

@@ -6,7 +6,9 @@ DAGSTER_HOME, so it shows in the Dagster UI like a run launched there.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -17,9 +19,35 @@ from tdsync.defs.resources import default_resources
 from tdsync.errors import TdsyncError, error_from_code
 
 
+_instances_lock = threading.Lock()
+_instances: dict[Path, dg.DagsterInstance] = {}
+
+
 def instance() -> dg.DagsterInstance:
-    ensure_dagster_home(Settings.from_env())
-    return dg.DagsterInstance.get()
+    """The instance at DAGSTER_HOME, one per process and home.
+
+    Made once under a lock: threads that each opened a new instance on a fresh home raced to
+    create its SQLite tables ("table ... already exists") and their runs failed.
+    """
+    with _instances_lock:
+        home = ensure_dagster_home(Settings.from_env())
+        found = _instances.get(home)
+        if found is None:
+            found = _instances[home] = _thread_safe_logging(dg.DagsterInstance.get())
+        return found
+
+
+def _thread_safe_logging(dagster_instance: dg.DagsterInstance) -> dg.DagsterInstance:
+    """Keep Dagster from re-running logging.config.dictConfig at the start of every run.
+
+    Dagster calls dictConfig for each run whose instance has any dagster.yaml setting, even with no
+    `python_logs` handlers configured. dictConfig closes every handler of the process while holding
+    logging's module lock, which deadlocks against a run in another thread of this process (the
+    API's) that is emitting an event. With no handlers configured the call adds nothing: skip it.
+    """
+    if not dagster_instance.get_python_log_dagster_handler_config():
+        dagster_instance.get_yaml_python_handlers = list  # type: ignore[method-assign]
+    return dagster_instance
 
 
 def execute(
@@ -38,7 +66,7 @@ def execute(
             "ops": dict(op_config),
             "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
         },
-        instance=dagster_instance or instance(),
+        instance=_thread_safe_logging(dagster_instance or instance()),
         resources=default_resources(),
         tags={CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger},
         raise_on_error=False,

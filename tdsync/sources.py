@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -39,10 +40,16 @@ def create_source_engine(connection_uri: str, *, timeout_s: float = 10.0) -> Eng
     backend = url.get_backend_name()
     if backend in ("mysql", "mariadb") and url.get_driver_name() in ("", "mysqldb"):
         url = url.set(drivername=f"{backend}+pymysql")  # the driver tdsync ships
-    if backend == "sqlite" and url.database not in (None, "", ":memory:"):
+    if (
+        backend == "sqlite"
+        and url.database not in (None, "", ":memory:")
+        and "uri" not in url.query  # already a SQLite URI: the user chose its mode
+    ):
         # Never create an empty file for a mistyped path: open read-write, existing files only.
+        # Quoted, as `#`, `?` and `%` in a path mean something else in a SQLite URI.
         url = url.set(
-            database=f"file:{url.database}", query={**url.query, "mode": "rw", "uri": "true"}
+            database=f"file:{quote(url.database)}",
+            query={**url.query, "mode": "rw", "uri": "true"},
         )
     connect_args = _timeout_args(backend, url.get_driver_name(), timeout_s)
     try:

@@ -1,0 +1,60 @@
+"""The code location loads the way `dagster definitions validate -w workspace.yaml` loads it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._cli.workspace.cli_target import WorkspaceOpts, get_workspace_from_cli_opts
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_workspace_loads_the_refresh_job_with_its_ops_and_tags(
+    tdsync_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO_ROOT)  # workspace.yaml's working_directory is "."
+    with (
+        dg.instance_for_test() as instance,
+        get_workspace_from_cli_opts(
+            instance=instance,
+            version=dg.__version__,
+            workspace_opts=WorkspaceOpts(workspace=["workspace.yaml"]),
+            allow_in_process=True,  # what `definitions validate` does without --load-with-grpc
+            log_level="warning",
+        ) as workspace,
+    ):
+        entries = workspace.get_code_location_entries()
+        assert list(entries) == ["tdsync.definitions"]
+        assert entries["tdsync.definitions"].load_error is None
+        location = workspace.get_code_location("tdsync.definitions")
+        (repo,) = location.get_repositories().values()
+        job = repo.get_full_job("refresh_table_descriptions")
+        assert job.tags["tdsync/trigger"] == "ui"
+        assert [
+            node.node_name for node in job.job_snapshot.dep_structure_snapshot.node_invocation_snaps
+        ] == [
+            "diff_against_catalogue",
+            "list_live_tables",
+            "load_connection",
+            "write_statuses",
+        ]
+        # The connection id is the run config.
+        config = job.job_snapshot.config_schema_snapshot
+        assert "db_connection_id" in str(config.all_config_snaps_by_key)
+
+
+def test_dagster_definitions_validate_passes(tdsync_env: dict[str, str]) -> None:
+    dagster_cli = Path(sys.executable).with_name("dagster")
+    result = subprocess.run(
+        [str(dagster_cli), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT,
+        env={**os.environ, **tdsync_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "All code locations passed validation" in result.stdout + result.stderr

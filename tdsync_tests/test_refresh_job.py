@@ -1,0 +1,297 @@
+"""The refresh job end to end: tdsync.runs.refresh on real sources, recorded on the Dagster instance."""
+
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from tdsync import runs
+from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
+from tdsync.errors import EmptyDatabase, InvalidDatabaseConnection
+from tdsync.models import utcnow
+from tdsync.refresh import plan_refresh
+from tdsync.sources import list_live_tables
+from tdsync.store import CatalogueStore
+from tdsync_tests.conftest import PG_ADMIN_URL, _server_database
+from tdsync_tests.test_sources import _execute
+
+
+def sql(path: Path, script: str) -> None:
+    with sqlite3.connect(path) as db:
+        db.executescript(script)
+
+
+def statuses(store: CatalogueStore, connection_id: str) -> dict[str, str]:
+    return {
+        f"{d.schema_name}.{d.table_name}": d.status.value
+        for d in store.list_descriptions(connection_id)
+    }
+
+
+def snapshot(store: CatalogueStore, connection_id: str) -> list[dict[str, Any]]:
+    """Every stored field of a connection's descriptions, as Mongo holds them."""
+    return list(store.descriptions.find({"db_connection_id": connection_id}).sort("_id", 1))
+
+
+def refresh_directly(store: CatalogueStore, connection_id: str) -> None:
+    """The refresh without a Dagster run: for setting a scene quickly (runs cost ~0.5 s each)."""
+    conn = store.get_connection(connection_id)
+    listing = list_live_tables(store.connection_uri(connection_id), conn.schemas)
+    now = utcnow()
+    store.apply_refresh(
+        connection_id, plan_refresh(store.stored_tables(connection_id), listing, now), now
+    )
+
+
+def in_threads(calls: list, *, deadline_s: float = 120) -> list:
+    """Run the calls at once in daemon threads; a hung call fails the test instead of hanging it."""
+    results: list = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except BaseException as exc:  # reported below, with the others
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    end = time.monotonic() + deadline_s
+    for t in threads:
+        t.join(max(0.0, end - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "a refresh hung (deadlock?)"
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, errors
+    return results
+
+
+def recorded_runs(connection_id: str) -> list[dg.DagsterRun]:
+    return runs.instance().get_runs(filters=dg.RunsFilter(tags={CONNECTION_TAG: connection_id}))
+
+
+@pytest.fixture
+def shop(store: CatalogueStore, sqlite_path: Path) -> str:
+    sql(
+        sqlite_path,
+        """
+        CREATE TABLE customers (id INTEGER PRIMARY KEY);
+        CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id));
+        CREATE TABLE "OrderItems" (id INTEGER PRIMARY KEY);
+        CREATE VIEW big_orders AS SELECT * FROM orders;
+        """,
+    )
+    return store.add_connection(alias="shop", connection_uri=f"sqlite:///{sqlite_path}").id
+
+
+def test_refresh_is_a_dagster_run_with_tags_and_counts(store: CatalogueStore, shop: str) -> None:
+    summary = runs.refresh(shop, trigger="cli")
+    assert {k: summary[k] for k in ("added", "deprecated", "restored", "unchanged")} == {
+        "added": 4,
+        "deprecated": 0,
+        "restored": 0,
+        "unchanged": 0,
+    }
+    assert statuses(store, shop) == {
+        "main.OrderItems": "NOT_SCANNED",
+        "main.big_orders": "NOT_SCANNED",
+        "main.customers": "NOT_SCANNED",
+        "main.orders": "NOT_SCANNED",
+    }
+
+    (run,) = recorded_runs(shop)
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.job_name == "refresh_table_descriptions"
+    assert run.tags[CONNECTION_TAG] == shop
+    assert run.tags[TRIGGER_TAG] == "cli"
+    outputs = (
+        runs.instance()
+        .get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_OUTPUT)
+        .records
+    )
+    (written,) = [
+        r.event_log_entry.dagster_event
+        for r in outputs
+        if r.event_log_entry.dagster_event.step_key == "write_statuses"
+    ]
+    metadata = {k: v.value for k, v in written.step_output_data.metadata.items()}
+    assert {k: metadata[k] for k in ("added", "deprecated", "restored", "unchanged")} == {
+        "added": 4,
+        "deprecated": 0,
+        "restored": 0,
+        "unchanged": 0,
+    }
+
+
+def test_dropped_table_is_deprecated_and_restored_with_its_description(
+    store: CatalogueStore, shop: str, sqlite_path: Path
+) -> None:
+    runs.refresh(shop, trigger="cli")
+    (orders,) = store.list_descriptions(shop, table_name="orders")
+    store.update_description(orders.id, {"description": "One row per order."})
+
+    sql(sqlite_path, "DROP VIEW big_orders; DROP TABLE orders; CREATE TABLE refunds (id INT);")
+    summary = runs.refresh(shop, trigger="cli")
+    assert (summary["added"], summary["deprecated"], summary["unchanged"]) == (1, 2, 2)
+    assert statuses(store, shop) == {
+        "main.OrderItems": "NOT_SCANNED",
+        "main.big_orders": "DEPRECATED",
+        "main.customers": "NOT_SCANNED",
+        "main.orders": "DEPRECATED",
+        "main.refunds": "NOT_SCANNED",
+    }
+
+    sql(sqlite_path, "CREATE TABLE orders (id INTEGER PRIMARY KEY);")
+    summary = runs.refresh(shop, trigger="webhook")
+    assert (summary["restored"], summary["deprecated"]) == (1, 0)
+    restored = store.get_description(orders.id)
+    assert restored.status.value == "NOT_SCANNED"
+    assert restored.description == "One row per order."
+
+
+def test_empty_source_with_stored_descriptions_is_empty_database_and_changes_nothing(
+    store: CatalogueStore, shop: str, sqlite_path: Path
+) -> None:
+    refresh_directly(store, shop)
+    before = snapshot(store, shop)
+    sql(
+        sqlite_path,
+        'DROP VIEW big_orders; DROP TABLE orders; DROP TABLE customers; DROP TABLE "OrderItems";',
+    )
+    with pytest.raises(EmptyDatabase) as err:
+        runs.refresh(shop, trigger="cli")
+    assert err.value.detail["schema_name"] == "main"
+    assert snapshot(store, shop) == before
+    failed = runs.instance().get_run_by_id(err.value.detail["run_id"])
+    assert failed.status == dg.DagsterRunStatus.FAILURE
+
+
+def test_missing_sqlite_file_is_invalid_connection_and_never_created(
+    store: CatalogueStore, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nope" / "shop.db"
+    cid = store.add_connection(alias="typo", connection_uri=f"sqlite:///{missing}").id
+    with pytest.raises(InvalidDatabaseConnection) as err:
+        runs.refresh(cid, trigger="cli")
+    assert err.value.error_code == "invalid_database_connection"
+    assert not missing.exists() and not missing.parent.exists()
+    assert snapshot(store, cid) == []
+
+
+# -- PostgreSQL: schemas, unreachable source ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg_two_schemas() -> Iterator[str]:
+    for url in _server_database(PG_ADMIN_URL, "PostgreSQL at 127.0.0.1:5432"):
+        _execute(
+            url,
+            "CREATE TABLE users (id int)",
+            'CREATE TABLE "Users" (id int)',
+            "CREATE MATERIALIZED VIEW user_count AS SELECT count(*) AS n FROM users",
+            "CREATE SCHEMA sales",
+            "CREATE TABLE sales.invoices (id int)",
+            "CREATE VIEW sales.open_invoices AS SELECT * FROM sales.invoices",
+        )
+        yield url
+
+
+def test_schema_removed_from_the_connection_is_deprecated(
+    store: CatalogueStore, pg_two_schemas: str
+) -> None:
+    cid = store.add_connection(
+        alias="pg", connection_uri=pg_two_schemas, schemas=["public", "sales"]
+    ).id
+    refresh_directly(store, cid)
+    assert len(snapshot(store, cid)) == 5
+    store.update_connection(cid, schemas=["public"])
+    refresh_directly(store, cid)
+    assert statuses(store, cid) == {
+        "public.Users": "NOT_SCANNED",
+        "public.user_count": "NOT_SCANNED",
+        "public.users": "NOT_SCANNED",
+        "sales.invoices": "DEPRECATED",
+        "sales.open_invoices": "DEPRECATED",
+    }
+
+
+def test_unreachable_source_fails_within_the_timeout_and_changes_nothing(
+    store: CatalogueStore, pg_two_schemas: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cid = store.add_connection(alias="pg", connection_uri=pg_two_schemas).id
+    refresh_directly(store, cid)
+    before = snapshot(store, cid)
+
+    silent = socket.socket()  # accepts TCP connections, never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    store.update_connection(
+        cid, connection_uri=f"postgresql://postgres:s3cr3tpw@127.0.0.1:{port}/shop"
+    )
+    monkeypatch.setenv("TDSYNC_SOURCE_TIMEOUT_S", "1")
+    started = time.monotonic()
+    try:
+        with pytest.raises(InvalidDatabaseConnection) as err:
+            runs.refresh(cid, trigger="cli")
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 6
+    assert snapshot(store, cid) == before
+    assert "s3cr3tpw" not in str(err.value.as_dict())
+    # Nothing the run recorded for the Dagster UI holds the password either.
+    logs = runs.instance().all_logs(err.value.detail["run_id"])
+    assert logs and not any("s3cr3tpw" in str(entry) for entry in logs)
+
+
+# -- concurrency -------------------------------------------------------------------------------
+
+
+def test_twenty_concurrent_refreshes_leave_one_document_per_table_with_the_right_status(
+    store: CatalogueStore, sqlite_path: Path
+) -> None:
+    sql(sqlite_path, "".join(f"CREATE TABLE t{i:02d} (id INT);" for i in range(30)))
+    cid = store.add_connection(alias="busy", connection_uri=f"sqlite:///{sqlite_path}").id
+    refresh_directly(store, cid)
+    sql(
+        sqlite_path,
+        "DROP TABLE t00; DROP TABLE t01;"
+        + "".join(f"CREATE TABLE n{i} (id INT);" for i in range(5)),
+    )
+
+    summaries = in_threads([lambda: runs.refresh(cid, trigger="webhook")] * 20)
+
+    assert all(s["added"] + s["unchanged"] + s["deprecated"] >= 33 for s in summaries)
+    docs = snapshot(store, cid)
+    keys = [(d["schema_name"], d["table_name"]) for d in docs]
+    assert len(keys) == len(set(keys)) == 35  # no duplicates
+    expected = {f"main.t{i:02d}": "NOT_SCANNED" for i in range(2, 30)}
+    expected |= {"main.t00": "DEPRECATED", "main.t01": "DEPRECATED"}
+    expected |= {f"main.n{i}": "NOT_SCANNED" for i in range(5)}
+    assert statuses(store, cid) == expected
+    recorded = recorded_runs(cid)
+    assert recorded and all(r.status == dg.DagsterRunStatus.SUCCESS for r in recorded)
+
+
+def test_refreshes_of_several_connections_run_at_once_in_one_process(
+    store: CatalogueStore, tmp_path: Path
+) -> None:
+    # Runs of different connections overlap (API threads). This once deadlocked in logging
+    # (Dagster's per-run dictConfig) and raced creating the fresh instance's SQLite tables.
+    ids = []
+    for k in range(3):
+        path = tmp_path / f"source{k}.db"
+        sql(path, "".join(f"CREATE TABLE c{k}_t{i} (id INT);" for i in range(k + 1)))
+        ids.append(store.add_connection(alias=f"s{k}", connection_uri=f"sqlite:///{path}").id)
+
+    summaries = in_threads([lambda cid=cid: runs.refresh(cid, trigger="api") for cid in ids])
+
+    assert [s["added"] for s in summaries] == [1, 2, 3]
+    for k, cid in enumerate(ids):
+        assert sorted(statuses(store, cid)) == [f"main.c{k}_t{i}" for i in range(k + 1)]
+        assert len(recorded_runs(cid)) == 1

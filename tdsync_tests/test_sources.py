@@ -1,0 +1,195 @@
+"""Live listing on real engines (SQLite, PostgreSQL, MariaDB) and failing fast on bad sources."""
+
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tdsync.errors import InvalidDatabaseConnection
+from tdsync.models import TableType
+from tdsync.refresh import Listing
+from tdsync.sources import list_live_tables
+from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database
+
+T, V, M = TableType.TABLE, TableType.VIEW, TableType.MATERIALIZED_VIEW
+
+
+def names(listing: Listing) -> dict[str, list[tuple[str, TableType]] | None]:
+    return {
+        schema: None if tables is None else [(t.table_name, t.table_type) for t in tables]
+        for schema, tables in listing.schemas.items()
+    }
+
+
+def _execute(url: str, *statements: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+    engine.dispose()
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+
+def _shop(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            """
+            CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);
+            CREATE TABLE "OrderItems" (id INTEGER PRIMARY KEY);
+            CREATE VIEW big_customers AS SELECT * FROM customers;
+            """
+        )
+
+
+def test_sqlite_lists_tables_and_views_in_main_by_default(sqlite_path: Path) -> None:
+    _shop(sqlite_path)
+    expected = {"main": [("OrderItems", T), ("big_customers", V), ("customers", T)]}
+    assert names(list_live_tables(f"sqlite:///{sqlite_path}", None)) == expected
+    assert names(list_live_tables(f"sqlite:///{sqlite_path}", ["main"])) == expected
+
+
+def test_sqlite_path_with_url_special_characters_is_read_as_is(tmp_path: Path) -> None:
+    # `#` starts a fragment and `%` an escape in a SQLite URI: the file must still be found.
+    path = tmp_path / "shop #1 100%.db"
+    _shop(path)
+    assert names(list_live_tables(f"sqlite:///{path}", None))["main"][0] == ("OrderItems", T)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shop #1 100%.db"]
+
+
+def test_missing_sqlite_file_is_invalid_and_never_created(tmp_path: Path) -> None:
+    path = tmp_path / "typo" / "shop.db"
+    missing = tmp_path / "shopp.db"
+    for target in (path, missing):
+        with pytest.raises(InvalidDatabaseConnection) as err:
+            list_live_tables(f"sqlite:///{target}", None)
+        assert err.value.error_code == "invalid_database_connection"
+        assert not target.exists()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg_shop() -> Iterator[str]:
+    """Two schemas, a view, a materialized view, a mixed-case table, "Users" beside users."""
+    for url in _server_database(PG_ADMIN_URL, "PostgreSQL at 127.0.0.1:5432"):
+        _execute(
+            url,
+            "CREATE TABLE users (id int PRIMARY KEY)",
+            'CREATE TABLE "Users" (id int PRIMARY KEY)',
+            'CREATE TABLE "OrderItems" (id int)',
+            "CREATE VIEW active_users AS SELECT * FROM users",
+            "CREATE MATERIALIZED VIEW user_count AS SELECT count(*) AS n FROM users",
+            "CREATE SCHEMA sales",
+            "CREATE TABLE sales.invoices (id int)",
+            "CREATE VIEW sales.open_invoices AS SELECT * FROM sales.invoices",
+            'CREATE SCHEMA "Empty"',
+        )
+        yield url
+
+
+PG_PUBLIC = [
+    ("OrderItems", T),
+    ("Users", T),
+    ("active_users", V),
+    ("user_count", M),
+    ("users", T),
+]
+
+
+def test_postgres_default_schema_is_public(pg_shop: str) -> None:
+    assert names(list_live_tables(pg_shop, None)) == {"public": PG_PUBLIC}
+
+
+def test_postgres_lists_each_named_schema_with_names_as_reported(pg_shop: str) -> None:
+    listing = list_live_tables(pg_shop, ["public", "sales", "Empty", "nope"])
+    assert names(listing) == {
+        "public": PG_PUBLIC,
+        "sales": [("invoices", T), ("open_invoices", V)],
+        "Empty": [],  # exists, holds nothing
+        "nope": None,  # does not exist
+    }
+
+
+# -- MariaDB ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mysql_shop() -> Iterator[str]:
+    for url in _server_database(MYSQL_ADMIN_URL, "MariaDB at 127.0.0.1:3306"):
+        _execute(
+            url,
+            "CREATE TABLE users (id int PRIMARY KEY)",
+            "CREATE TABLE Users (id int PRIMARY KEY)",
+            "CREATE TABLE OrderItems (id int)",
+            "CREATE VIEW active_users AS SELECT * FROM users",
+        )
+        yield url
+
+
+def test_mariadb_default_schema_is_the_database_name(mysql_shop: str) -> None:
+    database = sa.make_url(mysql_shop).database
+    expected = [("OrderItems", T), ("Users", T), ("active_users", V), ("users", T)]
+    assert names(list_live_tables(mysql_shop, None)) == {database: expected}
+    assert names(list_live_tables(mysql_shop, [database])) == {database: expected}
+
+
+def test_mariadb_uri_without_driver_uses_pymysql(mysql_shop: str) -> None:
+    bare = mysql_shop.replace("mysql+pymysql://", "mariadb://", 1)
+    database = sa.make_url(mysql_shop).database
+    assert len(list_live_tables(bare, None).schemas[database]) == 4
+
+
+# -- unreachable sources fail fast -----------------------------------------------------------
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose socket accepts TCP connections (kernel backlog) but never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "postgresql://postgres:s3cr3tpw@127.0.0.1:{port}/db",
+        "mysql+pymysql://root:s3cr3tpw@127.0.0.1:{port}/db",
+    ],
+    ids=["postgresql", "mariadb"],
+)
+@pytest.mark.parametrize("port_kind", ["closed_port", "silent_port"])
+def test_unreachable_source_is_invalid_within_the_timeout(
+    template: str, port_kind: str, request: pytest.FixtureRequest
+) -> None:
+    uri = template.format(port=request.getfixturevalue(port_kind))
+    started = time.monotonic()
+    with pytest.raises(InvalidDatabaseConnection) as err:
+        list_live_tables(uri, None, timeout_s=1)
+    elapsed = time.monotonic() - started
+    assert elapsed < 4, elapsed  # 1 s timeout, plus a retry the driver may make without SSL
+    assert "s3cr3tpw" not in str(err.value.as_dict())
+    assert err.value.detail["reason"]
+
+
+def test_wrong_password_is_invalid_and_never_echoed(pg_shop: str) -> None:
+    url = sa.make_url(pg_shop).set(username="nobody_here", password="s3cr3tpw")
+    with pytest.raises(InvalidDatabaseConnection) as err:
+        list_live_tables(url.render_as_string(hide_password=False), None, timeout_s=2)
+    assert "s3cr3tpw" not in str(err.value.as_dict())
