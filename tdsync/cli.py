@@ -84,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--table", action="append", dest="tables", help="only this table (repeatable)")
 
     conns = sub.add_parser("connections", help="Add, list and remove connections.")
+    conns.set_defaults(func=lambda args: conns.print_help())
     csub = conns.add_subparsers(metavar="ACTION")
     p = csub.add_parser("add", help="Register a database connection.")
     p.set_defaults(func=_connections_add)
@@ -149,9 +150,14 @@ def _scan(args: argparse.Namespace) -> None:
 
 
 def _connections_add(args: argparse.Namespace) -> None:
+    from tdsync.config import Settings
+    from tdsync.cron import validate_refresh_schedule
     from tdsync.sources import check_connection
 
-    check_connection(args.connection_uri)
+    validate_refresh_schedule(args.refresh_schedule)  # before connecting, which can take seconds
+    check_connection(
+        args.connection_uri, args.schemas, timeout_s=Settings.from_env().source_timeout_s
+    )
     conn = _store().add_connection(
         alias=args.alias,
         connection_uri=args.connection_uri,

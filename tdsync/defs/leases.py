@@ -1,8 +1,11 @@
-"""The connection lease inside tdsync's jobs: the first op takes it, hooks release it.
+"""The connection lease inside tdsync's jobs: the first op takes it, the last op's hook frees it.
 
 Runs the API and CLI start already hold the lease (tdsync.runs takes it under the run's id), so
-taking it again is immediate; a run launched from the Dagster UI or by the daemon takes it here
-and waits, bounded, while another run of its connection is at work.
+taking it again costs nothing; a run launched from the Dagster UI or by the daemon takes it here
+and waits, bounded, while another run of its connection is at work. A run that fails frees it
+through tdsync.runs (in-process runs) or the run-failure sensor (launched runs), and a run whose
+process died stops renewing it, so it expires. (A job-wide failure hook would do the same at the
+cost of a HOOK_SKIPPED event per op on every successful run.)
 """
 
 import json
@@ -48,11 +51,6 @@ def release_connection_lease(context: dg.HookContext) -> None:
         succeeded=True,
         outcome=_plain(outcome),
     )
-
-
-@dg.failure_hook(required_resource_keys={"catalogue"})
-def release_connection_lease_on_failure(context: dg.HookContext) -> None:
-    leases.release(context.resources.catalogue.get_store(), context.run_id, succeeded=False)
 
 
 def _plain(value: Any) -> Any:
