@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -161,7 +162,44 @@ def _list_postgresql(
     }
 
 
-def check_connection(connection_uri: str, *, timeout_s: float = 10.0) -> None:
-    """Open and close one connection: a bad URI, host or password fails here, before registering."""
-    with source_engine(connection_uri, timeout_s=timeout_s) as engine, engine.connect():
-        pass
+# -- checking a connection before it is registered ---------------------------------------------
+
+FILE_DIALECTS = ("sqlite", "duckdb")
+
+
+def check_connection(
+    connection_uri: str, schemas: list[str] | None = None, *, timeout_s: float = 10.0
+) -> None:
+    """Connect once and look for the listed schemas: a bad URI, host, password, file or schema
+    fails here, when the connection is registered, rather than at its first refresh. Reads no data."""
+    url = parse_uri(connection_uri)
+    if url.get_backend_name() in FILE_DIALECTS:
+        # Connecting would create an empty database (DuckDB) or catalogue nothing (in memory).
+        if url.database in (None, "", ":memory:"):
+            raise InvalidDatabaseConnection(
+                "an in-memory database cannot be catalogued: give the path of a database file"
+            )
+        if not Path(url.database).is_file():
+            raise InvalidDatabaseConnection(
+                "the database file does not exist", {"path": url.database}
+            )
+    with source_engine(connection_uri, timeout_s=timeout_s) as engine:
+        try:
+            with engine.connect() as conn:
+                existing = sa.inspect(conn).get_schema_names()
+                if url.get_backend_name() == "sqlite":
+                    # Opening any file succeeds; reading its catalogue shows it is a database.
+                    conn.exec_driver_sql("SELECT 1 FROM sqlite_master LIMIT 1")
+        except (TdsyncError, sa.exc.SQLAlchemyError, OSError):
+            raise  # source_engine words these
+        except Exception as exc:  # drivers raise ValueError, AttributeError... on odd URI options
+            raise InvalidDatabaseConnection(
+                "the source database cannot be opened with this URI",
+                {"reason": _driver_message(exc, connection_uri)},
+            ) from None
+    missing = [s for s in dict.fromkeys(schemas or []) if s not in existing]
+    if missing:
+        raise InvalidDatabaseConnection(
+            f"schema(s) not found in the database: {', '.join(missing)}",
+            {"missing_schemas": missing, "existing_schemas": sorted(existing)},
+        )

@@ -25,6 +25,7 @@ from tdsync.errors import (
     InvalidObjectId,
     StorageUnavailable,
     TableDescriptionNotFound,
+    ValidationFailed,
 )
 from tdsync.models import (
     DatabaseConnection,
@@ -345,6 +346,57 @@ class CatalogueStore:
                 f"table description {description_id!r} not found", {"id": description_id}
             )
         return self.get_description(description_id)
+
+    # -- people's edits of a description (the API's PUT) ----------------------------------------
+
+    def edit_description(
+        self,
+        description_id: str,
+        *,
+        fields: dict[str, Any],
+        columns: dict[str, dict[str, Any]],
+    ) -> TableDescription:
+        """Set top-level people's fields and, per named column, its people's fields, in one write.
+
+        Columns are addressed by name through array filters, so a scan rewriting other parts of
+        the document at the same moment loses nothing; a name that is not a column of the
+        description (checked in the same write) is a ValidationFailed naming it.
+        """
+        oid = object_id(description_id)
+        update = dict(fields)
+        array_filters = []
+        for i, (name, changes) in enumerate(columns.items()):
+            if not changes:
+                continue
+            array_filters.append({f"c{i}.name": name})
+            update.update({f"columns.$[c{i}].{key}": value for key, value in changes.items()})
+        query: dict[str, Any] = {"_id": oid}
+        if columns:
+            query["columns.name"] = {"$all": list(columns)}
+        with storage_errors():
+            if update:
+                doc = self.descriptions.find_one_and_update(
+                    query,
+                    {"$set": update},
+                    array_filters=array_filters or None,
+                    projection={"_id": 1},
+                )
+            else:
+                doc = self.descriptions.find_one(query, {"_id": 1})
+            if doc is not None:
+                return self.get_description(description_id)
+            current = self.descriptions.find_one({"_id": oid}, {"columns": 1})
+        if current is None:
+            raise TableDescriptionNotFound(
+                f"table description {description_id!r} not found", {"id": description_id}
+            )
+        known = [c.get("name") for c in current.get("columns") or []]
+        unknown = [name for name in columns if name not in known]
+        raise ValidationFailed(
+            f"unknown column(s) {', '.join(map(repr, unknown))}: not columns of this table "
+            "description (a scan lists them)",
+            {"unknown_columns": unknown, "known_columns": known},
+        )
 
 
 def _with_refresh_time(

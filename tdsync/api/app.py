@@ -1,0 +1,74 @@
+"""The FastAPI application: routers, error handlers, the API-key rule and start-up warm-up."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Security
+
+from tdsync.api import dagster_logging
+from tdsync.api.auth import ApiKeyMiddleware, bearer_scheme
+from tdsync.api.deps import ApiState
+from tdsync.api.errors import CatchAllMiddleware, error_responses, install_error_handlers
+from tdsync.api.routes import connections, descriptions, health, scan
+from tdsync.config import Settings
+from tdsync.errors import TdsyncError
+
+log = logging.getLogger("tdsync.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    dagster_logging.install()  # this process runs several Dagster runs at once
+    state = ApiState(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Warm up in the background: start-up must not wait for (or fail on) an absent MongoDB.
+        threading.Thread(target=_warm_up, args=(state,), name="tdsync-warm-up", daemon=True).start()
+        yield
+        state.close()
+
+    app = FastAPI(
+        title="tdsync",
+        version="0.1.0",
+        summary="Keeps a MongoDB catalogue of table descriptions in sync with live SQL databases.",
+        lifespan=lifespan,
+    )
+    app.state.tdsync = state
+    install_error_handlers(app)
+
+    # The bearer scheme shows in OpenAPI only when a key is configured: the document says what
+    # this server really asks for.
+    api = APIRouter(
+        dependencies=[Security(bearer_scheme)] if settings.api_key else [],
+        responses=error_responses(*((401,) if settings.api_key else ()), 422, 503),
+    )
+    for module in (connections, descriptions, scan):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(health.router)
+
+    if settings.api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(CatchAllMiddleware)  # added last: outermost, it sees every failure
+    return app
+
+
+def _warm_up(state: ApiState) -> None:
+    """Open the Dagster instance (and start the embedded store) before the first request.
+
+    An external MongoDB is left to the first request: were it down, warming up would hold the
+    store's lock for a whole server-selection timeout and make that request wait twice as long.
+    """
+    try:
+        state.dagster_instance()
+        if state.settings.embedded:
+            state.store()
+    except TdsyncError as exc:
+        log.warning("tdsync API started without its store: %s", exc.message)
+    except Exception as exc:  # never let a warm-up failure kill the server; requests will report it
+        log.warning("tdsync API warm-up failed: %s", type(exc).__name__)

@@ -1,0 +1,1 @@
+"""One router per resource: connections, table descriptions, scan, health."""

@@ -1,0 +1,5 @@
+"""Scan routes (sync-schemas); filled in by the scan issue."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,151 @@
+"""Request bodies of the API. Responses are the catalogue's own models (tdsync.models).
+
+Unknown fields are ignored, as Dataherald's clients send fields tdsync has no use for
+(`use_ssh`, `llm_api_key`...). In PUT bodies a field that is left out is left unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+
+from tdsync.cron import cron_problem
+
+OBJECT_ID_PATTERN = r"^[0-9a-fA-F]{24}$"
+
+ObjectIdStr = Annotated[
+    str, Field(pattern=OBJECT_ID_PATTERN, examples=["64fa09446cec0b4ff60d3ae3"])
+]
+# Path ids are checked by the route (malformed -> 400 invalid_object_id, SPEC), so the pattern is
+# documented for clients without FastAPI enforcing it as a 422.
+IdInPath = Annotated[
+    str,
+    Path(
+        json_schema_extra={"pattern": OBJECT_ID_PATTERN},
+        examples=["64fa09446cec0b4ff60d3ae3"],
+    ),
+]
+Alias = Annotated[str, Field(min_length=1, max_length=200, examples=["sales"])]
+ConnectionUri = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=4000,
+        description="SQLAlchemy URL; stored encrypted, returned with the password masked",
+        examples=["postgresql://reader:secret@db.internal:5432/sales"],
+    ),
+]
+SchemaName = Annotated[str, Field(min_length=1, max_length=200)]
+CronString = Annotated[str, Field(description="cron expression, e.g. `0 * * * *`")]
+
+
+def _cron(value: str | None) -> str | None:
+    problem = cron_problem(value) if value is not None else None
+    if problem:
+        raise ValueError(problem)
+    return value.strip() if value is not None else None
+
+
+INT64_RANGE = (-(2**63), 2**63 - 1)
+
+
+def _storable(value: Any, where: str = "metadata") -> Any:
+    """Free-form JSON that MongoDB can store: no `$`-prefixed or NUL-holding keys, 64-bit ints."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key.startswith("$") or "\x00" in key:
+                raise ValueError(f"{where}: key {key!r} cannot be stored (no leading '$', no NUL)")
+            _storable(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _storable(item, f"{where}[{index}]")
+    elif isinstance(value, int) and not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+        raise ValueError(f"{where}: {value} does not fit in a 64-bit integer")
+    return value
+
+
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(_storable),
+    Field(description="free-form JSON object"),
+]
+
+
+def _not_null(value: Any, info: ValidationInfo) -> Any:
+    # A PUT may leave these out but cannot blank them.
+    if value is None:
+        raise ValueError(f"{info.field_name} cannot be null")
+    return value
+
+
+class ConnectionCreate(BaseModel):
+    alias: Alias
+    connection_uri: ConnectionUri
+    schemas: list[SchemaName] | None = Field(
+        default=None, description="schemas to catalogue; null: the database's default schema"
+    )
+    refresh_schedule: CronString | None = None
+    metadata: Metadata | None = None
+
+    _check_cron = field_validator("refresh_schedule")(_cron)
+
+
+class ConnectionUpdate(BaseModel):
+    alias: Alias | SkipJsonSchema[None] = None
+    connection_uri: ConnectionUri | SkipJsonSchema[None] = None
+    schemas: list[SchemaName] | None = None
+    refresh_schedule: CronString | None = None
+    metadata: Metadata | None = None
+
+    _check_cron = field_validator("refresh_schedule")(_cron)
+    _check_set = field_validator("alias", "connection_uri")(_not_null)
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class ColumnUpdate(BaseModel):
+    name: Annotated[str, Field(min_length=1)]
+    description: str | None = None
+    categories: list[str] | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True, exclude={"name"})
+
+
+class DescriptionUpdate(BaseModel):
+    """People's fields only: what refresh and scan never overwrite."""
+
+    description: str | None = None
+    columns: list[ColumnUpdate] | SkipJsonSchema[None] = None
+    metadata: Metadata | None = None
+
+    _check_set = field_validator("columns")(_not_null)
+
+    @model_validator(mode="after")
+    def _columns_once_each(self) -> DescriptionUpdate:
+        names = [c.name for c in self.columns or []]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"columns listed more than once: {', '.join(repeated)}")
+        return self
+
+    def fields(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True, include={"description", "metadata"})
+
+    def column_changes(self) -> dict[str, dict[str, Any]]:
+        return {c.name: c.changes() for c in self.columns or []}
+
+
+class RefreshRequest(BaseModel):
+    db_connection_id: ObjectIdStr
