@@ -7,6 +7,7 @@ DAGSTER_HOME, so it shows in the Dagster UI like a run launched there.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ import dagster as dg
 from tdsync.config import Settings, ensure_dagster_home
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG, refresh_table_descriptions
 from tdsync.defs.resources import default_resources
+from tdsync.defs.scan_job import scan_table_descriptions
 from tdsync.errors import TdsyncError, error_from_code
-
+from tdsync.scan import progress as scan_progress
+from tdsync.scan.progress import ProgressCallback
 
 _instances_lock = threading.Lock()
 _instances: dict[Path, dg.DagsterInstance] = {}
@@ -57,6 +60,7 @@ def execute(
     trigger: str,
     op_config: Mapping[str, Any],
     dagster_instance: dg.DagsterInstance | None = None,
+    run_id: str | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Run a job for one connection; a failed run raises the TdsyncError its op raised."""
     result = job.execute_in_process(
@@ -69,6 +73,7 @@ def execute(
         instance=_thread_safe_logging(dagster_instance or instance()),
         resources=default_resources(),
         tags={CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger},
+        run_id=run_id or str(uuid.uuid4()),
         raise_on_error=False,
     )
     if not result.success:
@@ -88,6 +93,40 @@ def refresh(
         dagster_instance=dagster_instance,
     )
     return result.output_for_node("write_statuses")
+
+
+def scan(
+    db_connection_id: str,
+    *,
+    trigger: str,
+    table_names: list[str] | None = None,
+    description_ids: list[str] | None = None,
+    on_progress: ProgressCallback | None = None,
+    run_id: str | None = None,
+    dagster_instance: dg.DagsterInstance | None = None,
+) -> dict[str, Any]:
+    """Scan a connection's tables through the scan job; returns the run's summary
+    (tables, scanned, failed, drift, expired_leases, duration_s).
+
+    With neither table names nor description ids, every description of the connection that is
+    not DEPRECATED is scanned. `on_progress` gets a ScanProgress after each table, in this thread.
+    """
+    run_id = run_id or str(uuid.uuid4())
+    config: dict[str, Any] = {"db_connection_id": db_connection_id}
+    if table_names is not None:
+        config["table_names"] = list(table_names)
+    if description_ids is not None:
+        config["description_ids"] = list(description_ids)
+    with scan_progress.listening(run_id, on_progress):
+        result = execute(
+            scan_table_descriptions,
+            db_connection_id=db_connection_id,
+            trigger=trigger,
+            op_config={"start_scan": {"config": config}},
+            dagster_instance=dagster_instance,
+            run_id=run_id,
+        )
+    return result.output_for_node("scan_tables")
 
 
 def run_error(result: dg.ExecuteInProcessResult) -> TdsyncError:

@@ -6,6 +6,8 @@ fast with `invalid_database_connection` instead of hanging a run.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,7 +56,9 @@ def create_source_engine(connection_uri: str, *, timeout_s: float = 10.0) -> Eng
         )
     connect_args = _timeout_args(backend, url.get_driver_name(), timeout_s)
     try:
-        return sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+        engine = sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+        bound_statements(engine, timeout_s)
+        return engine
     except Exception as exc:
         raise InvalidDatabaseConnection(
             "cannot create a database engine for this connection",
@@ -203,3 +207,81 @@ def check_connection(
             f"schema(s) not found in the database: {', '.join(missing)}",
             {"missing_schemas": missing, "existing_schemas": sorted(existing)},
         )
+
+
+# -- statement timeouts where the driver has no option for one -----------------------------------
+# PostgreSQL gets `statement_timeout` from its connect options above. MySQL/MariaDB, SQLite and
+# DuckDB are bounded here, so a scan's probe of a huge table is cut off on every dialect alike.
+
+
+def bound_statements(engine: Engine, timeout_s: float) -> None:
+    """Cancel any statement of this engine that runs longer than `timeout_s` (server side)."""
+    backend = engine.dialect.name
+    if backend in ("mysql", "mariadb"):
+        sa.event.listen(engine, "connect", _mysql_statement_timeout(timeout_s))
+    elif backend == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_progress_deadline)
+        sa.event.listen(engine, "before_cursor_execute", _set_deadline(timeout_s))
+    elif backend == "duckdb":
+        sa.event.listen(engine, "before_cursor_execute", _start_interrupt_timer(timeout_s))
+        sa.event.listen(engine, "after_cursor_execute", _stop_interrupt_timer)
+        sa.event.listen(engine, "handle_error", _stop_interrupt_timer_on_error)
+
+
+def driver_message(exc: BaseException, connection_uri: str) -> str:
+    """A driver error's first line, the connection's password removed."""
+    return _driver_message(exc, connection_uri)
+
+
+def _mysql_statement_timeout(timeout_s: float):
+    def on_connect(dbapi_conn, record) -> None:
+        mariadb = "mariadb" in str(dbapi_conn.get_server_info()).lower()
+        sql = (
+            f"SET SESSION max_statement_time = {timeout_s:.3f}"  # MariaDB: seconds, any statement
+            if mariadb
+            else f"SET SESSION max_execution_time = {int(timeout_s * 1000)}"  # MySQL: ms, SELECT
+        )
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute(sql)
+
+    return on_connect
+
+
+def _sqlite_progress_deadline(dbapi_conn, record) -> None:
+    info = record.info
+
+    def past_deadline() -> int:
+        deadline = info.get("tdsync_deadline")
+        return int(deadline is not None and time.monotonic() > deadline)  # non-zero aborts
+
+    dbapi_conn.set_progress_handler(past_deadline, 10_000)
+
+
+def _set_deadline(timeout_s: float):
+    def before(conn, cursor, statement, parameters, context, executemany) -> None:
+        # Not cleared after execute: SQLite does most of its work while rows are fetched.
+        conn.info["tdsync_deadline"] = time.monotonic() + timeout_s
+
+    return before
+
+
+def _start_interrupt_timer(timeout_s: float):
+    def before(conn, cursor, statement, parameters, context, executemany) -> None:
+        _stop_interrupt_timer(conn)
+        timer = threading.Timer(timeout_s, conn.connection.dbapi_connection.interrupt)
+        timer.daemon = True
+        conn.info["tdsync_timer"] = timer
+        timer.start()
+
+    return before
+
+
+def _stop_interrupt_timer(conn, *args) -> None:
+    timer = conn.info.pop("tdsync_timer", None)
+    if timer is not None:
+        timer.cancel()
+
+
+def _stop_interrupt_timer_on_error(context) -> None:
+    if context.connection is not None:
+        _stop_interrupt_timer(context.connection)

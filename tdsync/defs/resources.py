@@ -12,6 +12,7 @@ from tdsync.catalogue import shared_store
 from tdsync.config import Settings
 from tdsync.errors import TdsyncError
 from tdsync.refresh import Listing
+from tdsync.scan import ScanOptions, ScanTarget, TableScan, scan_tables
 from tdsync.sources import list_live_tables
 from tdsync.store import CatalogueStore
 
@@ -30,6 +31,12 @@ class SourceDatabasesResource(dg.ConfigurableResource):
 
     def list_live(self, *, connection_uri: str, schemas: list[str] | None) -> Listing:
         return list_live_tables(connection_uri, schemas, timeout_s=self.timeout_s)
+
+    def scan(
+        self, *, connection_uri: str, targets: list[ScanTarget], options: ScanOptions
+    ) -> Iterator[TableScan]:
+        """Scan tables of one source database; results arrive as each table finishes."""
+        return scan_tables(connection_uri, targets, options=options, timeout_s=self.timeout_s)
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:

@@ -1,5 +1,66 @@
-"""Scan routes (sync-schemas); filled in by the scan issue."""
+"""`POST /api/v1/table-descriptions/sync-schemas`: start a scan, answer with the rows it claimed.
+
+The requested descriptions are marked SYNCHRONIZING before the answer (201, sorted by schema and
+table name); the scan itself runs as a Dagster run in a detached process (tdsync.scan.launch), so
+neither the request nor a dagster-daemon has to wait for it. Poll the descriptions for the outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
 
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-router = APIRouter()
+from tdsync import runs
+from tdsync.api.deps import ApiState, State
+from tdsync.api.errors import error_responses
+from tdsync.api.schemas import ObjectIdStr
+from tdsync.models import TableDescription
+from tdsync.scan.launch import WEBHOOK_TRIGGER, request_scan
+
+router = APIRouter(prefix="/api/v1/table-descriptions", tags=["table descriptions"])
+
+
+class SyncSchemasRequest(BaseModel):
+    """Which descriptions to scan: a connection's (all but DEPRECATED ones) or these ids; either
+    narrowed to `table_names` (`table` or `schema.table`)."""
+
+    # Either field may be left out, not both: said in the schema too, for generated clients.
+    model_config = ConfigDict(
+        json_schema_extra={"anyOf": [{"required": ["db_connection_id"]}, {"required": ["ids"]}]}
+    )
+
+    db_connection_id: ObjectIdStr | SkipJsonSchema[None] = None
+    ids: Annotated[list[ObjectIdStr], Field(min_length=1)] | SkipJsonSchema[None] = None
+    table_names: Annotated[list[str], Field(min_length=1)] | SkipJsonSchema[None] = None
+
+    @model_validator(mode="after")
+    def _something_to_scan(self) -> SyncSchemasRequest:
+        if self.db_connection_id is None and self.ids is None:
+            raise ValueError("give db_connection_id or ids")
+        return self
+
+
+@router.post(
+    "/sync-schemas",
+    status_code=201,
+    response_model=list[TableDescription],
+    responses=error_responses(400, 404, 409),
+    summary="Scan table descriptions (columns, keys, DDL, categories, examples) as a Dagster run",
+)
+def sync_schemas(body: SyncSchemasRequest, state: State) -> list[TableDescription]:
+    return request_scan(
+        state.store(),
+        state.settings,
+        db_connection_id=body.db_connection_id,
+        ids=body.ids,
+        table_names=body.table_names,
+        refresh=lambda connection_id: _refresh(state, connection_id),
+    )
+
+
+def _refresh(state: ApiState, connection_id: str) -> None:
+    # runs.refresh joins a refresh of the connection already running rather than repeating it.
+    runs.refresh(connection_id, trigger=WEBHOOK_TRIGGER, dagster_instance=state.dagster_instance())

@@ -1,0 +1,163 @@
+"""The scan job: claim the requested descriptions (SYNCHRONIZING) -> scan and settle each one.
+
+Run config: the connection id and, optionally, table names or description ids; with neither, every
+description of the connection that is not DEPRECATED is scanned. Rows are saved in batches as
+tables finish, so a run killed half-way keeps what it did; what it leaves SYNCHRONIZING turns FAILED
+when its lease runs out (the next refresh or scan) or at once through the run-failure sensor.
+"""
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from tdsync.config import Settings
+from tdsync.defs.leases import (
+    hold_connection_lease,
+    release_connection_lease,
+)
+from tdsync.defs.refresh_job import TRIGGER_TAG, ConnectionRef, _tag_run
+from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
+from tdsync.errors import TdsyncError
+from tdsync.models import utcnow
+from tdsync.scan import ScanOptions, ScanTarget
+from tdsync.scan.recorder import ScanRecorder
+from tdsync.store import CatalogueStore, lease_expiry
+
+
+class ScanConfig(dg.Config):
+    db_connection_id: str
+    table_names: list[str] | None = None  # `table` or `schema.table`
+    description_ids: list[str] | None = None
+    max_categories: int = 100
+    example_rows: int = 3
+    sample_rows: int = 10_000
+    concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class ScanBatch:
+    connection: ConnectionRef
+    targets: list[ScanTarget]
+    options: ScanOptions
+    expired_leases: int = 0
+
+
+@dg.op
+def start_scan(
+    context: dg.OpExecutionContext, config: ScanConfig, catalogue: CatalogueResource
+) -> ScanBatch:
+    """Load the connection, fail rows of dead scans, mark the requested rows SYNCHRONIZING."""
+    settings = Settings.from_env()
+    with failures_as_dagster():
+        store = catalogue.get_store()
+        conn = store.get_connection(config.db_connection_id)
+        _tag_run(context, conn.id)
+        hold_connection_lease(context, store, conn.id)
+        now = utcnow()
+        expired = store.expire_scan_leases(conn.id, now)
+        ids = None  # all of the connection's
+        if config.description_ids is not None or config.table_names:
+            named = store.scan_targets(
+                connection_id=conn.id, ids=config.description_ids, table_names=config.table_names
+            )
+            ids = [t.id for t in named]
+        targets = store.claim_for_scan(
+            conn.id,
+            ids,
+            run_id=context.run_id,
+            lease_expires_at=lease_expiry(now, settings.scan_lease_s),
+        )
+    if expired:
+        context.log.warning(f"{expired} description(s) of an earlier, dead scan marked FAILED")
+    context.log.info(f"scanning {len(targets)} table(s) of {conn.alias} ({conn.dialect})")
+    options = ScanOptions(
+        max_categories=config.max_categories,
+        example_rows=config.example_rows,
+        sample_rows=config.sample_rows,
+        concurrency=max(1, config.concurrency),
+    )
+    return ScanBatch(
+        ConnectionRef(conn.id, conn.alias, conn.dialect, conn.schemas), targets, options, expired
+    )
+
+
+@dg.op
+def scan_tables(
+    context: dg.OpExecutionContext,
+    batch: ScanBatch,
+    catalogue: CatalogueResource,
+    sources: SourceDatabasesResource,
+) -> dict:
+    """Scan every claimed table (bounded parallelism) and settle each SCANNED or FAILED."""
+    store = catalogue.get_store()
+    recorder = ScanRecorder(
+        store,
+        batch.connection.id,
+        context.run_id,
+        len(batch.targets),
+        lease_s=Settings.from_env().scan_lease_s,
+        log=context.log.info,
+        warn=context.log.warning,
+    )
+    try:
+        with recorder:
+            uri = store.connection_uri(batch.connection.id)
+            for result in sources.scan(
+                connection_uri=uri, targets=batch.targets, options=batch.options
+            ):
+                recorder.add(result)
+            recorder.save()
+    except TdsyncError as exc:  # the source cannot be reached at all, or the store is down
+        reason = exc.detail.get("reason") if isinstance(exc.detail, dict) else None
+        _fail_the_rest(context, store, batch, recorder, f"scan failed: {exc.message}", reason)
+        with failures_as_dagster():
+            raise
+    except BaseException as exc:
+        _fail_the_rest(context, store, batch, recorder, "scan stopped", type(exc).__name__)
+        raise
+    for row in recorder.drift_rows():
+        context.log.info(
+            f"schema drift in {row['table']}: added {row['added']}, removed {row['removed']}, "
+            f"type changed {row['type_changed']}"
+        )
+    summary = {**recorder.summary(), "expired_leases": batch.expired_leases}
+    context.add_output_metadata(
+        {
+            **summary,
+            "connection": batch.connection.alias,
+            "degraded": recorder.degraded,
+            "drifted_tables": dg.MetadataValue.json(recorder.drift_rows()),
+            "failed_tables": dg.MetadataValue.json(recorder.failures),
+        }
+    )
+    context.log.info(f"scan of {batch.connection.alias}: {summary}")
+    return summary
+
+
+@dg.job(tags={TRIGGER_TAG: "ui"})
+def scan_table_descriptions() -> None:
+    scan_tables.with_hooks({release_connection_lease})(start_scan())
+
+
+def _fail_the_rest(
+    context: dg.OpExecutionContext,
+    store: CatalogueStore,
+    batch: ScanBatch,
+    recorder: ScanRecorder,
+    message: str,
+    reason: str | None,
+) -> None:
+    """Keep what was scanned; every row the run still holds becomes FAILED with its error.
+
+    Best effort: with the store down, the rows' lease settles them later, and the run fails
+    with its own error rather than this one's.
+    """
+    message = f"{message}: {reason}" if reason else message
+    try:
+        recorder.save()
+        failed = store.fail_synchronizing(
+            batch.connection.id, error_message=message, scan_run_id=context.run_id
+        )
+        context.log.error(f"{message}; {failed} unscanned description(s) marked FAILED")
+    except TdsyncError as exc:
+        context.log.error(f"{message}; its rows could not be settled now: {exc.message}")

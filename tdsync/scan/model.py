@@ -1,0 +1,60 @@
+"""What a scan takes and gives: its options, the rows it scans, and one table's result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tdsync.models import ColumnDescription, SchemaChange, Status, TableType
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    max_categories: int = 100  # a column with at most this many distinct values is low-cardinality
+    example_rows: int = 3
+    sample_rows: int = 10_000  # rows read to find low-cardinality candidates
+    concurrency: int = 4  # connections (so concurrent queries) per source database
+    max_value_chars: int = 100  # example values longer than this are truncated
+    max_category_chars: int = 200  # a column holding longer values is not categorical
+    reflect_chunk: int = 500  # tables reflected per batch of queries
+
+
+@dataclass(frozen=True)
+class ScanTarget:
+    """One table description to scan, as the store holds it."""
+
+    id: str
+    db_connection_id: str
+    schema_name: str
+    table_name: str
+    table_type: TableType
+    status: Status = Status.NOT_SCANNED
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema_name}.{self.table_name}"
+
+
+@dataclass
+class TableScan:
+    """The outcome for one table: its structure and sample, or the error that stopped it."""
+
+    target: ScanTarget
+    columns: list[ColumnDescription] = field(default_factory=list)
+    table_schema: str | None = None
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)  # degraded parts, e.g. a timed-out sample
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class SavedScans:
+    """What the store wrote for a batch of scans."""
+
+    scanned: int = 0
+    failed: int = 0
+    drift: list[tuple[ScanTarget, SchemaChange]] = field(default_factory=list)

@@ -1,0 +1,180 @@
+"""Scan many tables of one source database: reflect per schema chunk, probe tables in parallel.
+
+The calling thread reflects one chunk of a schema at a time (a few batch queries) while a small
+thread pool samples the tables already reflected, each worker on its own connection, so at most
+`concurrency` queries run against the source at once. Results come back as each table finishes;
+an error fails only its own table. Plain Python: the Dagster op, the CLI and the benchmark use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from itertools import groupby
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from tdsync.credentials import scrub
+from tdsync.scan.model import ScanOptions, ScanTarget, TableScan
+from tdsync.scan.reflect import ReflectedTable, TableNotFound, reflect_tables
+from tdsync.scan.sample import Sample, TableStats, catalogue_stats, sample_table
+from tdsync.sources import driver_message, source_engine
+
+SINGLE_CONNECTION_DIALECTS = {"duckdb"}  # one writer-capable connection per file and process
+
+
+def scan_tables(
+    connection_uri: str,
+    targets: list[ScanTarget],
+    *,
+    options: ScanOptions | None = None,
+    timeout_s: float = 10.0,
+) -> Iterator[TableScan]:
+    """One TableScan per target, in completion order. Raises InvalidDatabaseConnection only
+    when the source cannot be reached at all."""
+    options = options or ScanOptions()
+    if not targets:
+        return
+    with source_engine(connection_uri, timeout_s=timeout_s) as engine:
+        connections = _ThreadConnections(engine)
+        workers = 1 if engine.dialect.name in SINGLE_CONNECTION_DIALECTS else options.concurrency
+        pool = ThreadPoolExecutor(max(1, workers - 1), thread_name_prefix="tdsync-scan")
+        pending: set[Future[TableScan]] = set()
+        reads_data = options.example_rows > 0 or options.max_categories > 0
+        try:
+            default_schema = sa.inspect(connections.get()).default_schema_name
+            for schema_name, chunk in _chunks(targets, options.reflect_chunk):
+                schema = None if schema_name == default_schema else schema_name
+                conn = connections.get()
+                reflected = reflect_tables(
+                    conn, schema, {t.table_name: t.table_type for t in chunk}
+                )
+                stats = _stats(conn, schema, chunk) if options.max_categories > 0 else {}
+                _end_transaction(conn)
+                for target in chunk:
+                    found = reflected[target.table_name]
+                    if isinstance(found, Exception):
+                        yield TableScan(target, error=_message(found, connection_uri))
+                        continue
+                    args = (connections, schema, target, found, stats.get(target.table_name))
+                    if not reads_data:
+                        yield _result(target, found, Sample())
+                    elif workers <= 1:
+                        yield _sample(*args, options, connection_uri)
+                    else:
+                        pending.add(pool.submit(_sample, *args, options, connection_uri))
+                done = {f for f in pending if f.done()}
+                pending -= done
+                yield from (f.result() for f in done)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in done)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            connections.close_all()
+
+
+def _sample(
+    connections: _ThreadConnections,
+    schema: str | None,
+    target: ScanTarget,
+    reflected: ReflectedTable,
+    stats: TableStats | None,
+    options: ScanOptions,
+    connection_uri: str,
+) -> TableScan:
+    try:
+        conn = connections.get()
+        sample = sample_table(conn, schema, target.table_name, reflected, stats, options)
+        _end_transaction(conn)
+    except Exception as exc:
+        connections.discard()  # it may be broken; the next table gets a fresh one
+        return TableScan(target, error=_message(exc, connection_uri))
+    return _result(target, reflected, sample)
+
+
+def _result(target: ScanTarget, reflected: ReflectedTable, sample: Sample) -> TableScan:
+    columns = [
+        c.model_copy(
+            update={
+                "low_cardinality": c.name in sample.categories,
+                "categories": sample.categories.get(c.name),
+            }
+        )
+        for c in reflected.columns
+    ]
+    return TableScan(
+        target,
+        columns=columns,
+        table_schema=reflected.ddl,
+        examples=sample.examples,
+        notes=sample.notes,
+    )
+
+
+def _stats(conn: Connection, schema: str | None, chunk: list[ScanTarget]) -> dict[str, TableStats]:
+    """Catalogue statistics when readable; without them every candidate is sampled instead."""
+    try:
+        return catalogue_stats(conn, schema, [t.table_name for t in chunk])
+    except sa.exc.DBAPIError:
+        _end_transaction(conn)
+        return {}
+
+
+def _message(exc: BaseException, connection_uri: str) -> str:
+    if isinstance(exc, TableNotFound):
+        return str(exc)
+    if isinstance(exc, sa.exc.DBAPIError):
+        return f"cannot read the table: {driver_message(exc, connection_uri)}"
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return scrub(f"cannot describe the table: {type(exc).__name__}: {first}"[:500], connection_uri)
+
+
+def _chunks(targets: list[ScanTarget], size: int) -> Iterator[tuple[str, list[ScanTarget]]]:
+    ordered = sorted(targets, key=lambda t: (t.schema_name, t.table_name))
+    for schema, group in groupby(ordered, key=lambda t: t.schema_name):
+        tables = list(group)
+        for start in range(0, len(tables), max(1, size)):
+            yield schema, tables[start : start + size]
+
+
+def _end_transaction(conn: Connection) -> None:
+    # Ends the snapshot and frees catalogue locks between tables.
+    if conn.in_transaction():
+        conn.rollback()
+
+
+class _ThreadConnections:
+    """One connection per thread, opened on first use, all closed at the end."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[Connection] = []
+
+    def get(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._engine.connect()
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def discard(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
