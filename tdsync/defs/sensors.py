@@ -6,15 +6,18 @@ would stay SYNCHRONIZING until their lease runs out. The run-status sensors turn
 the run's error at once, and free the connection's lease the run held.
 """
 
+import contextlib
 import hashlib
 import json
 
 import dagster as dg
 
 from tdsync import leases
+from tdsync.credentials import scrub
 from tdsync.defs.assets import CONNECTIONS, catalogue_checks
 from tdsync.defs.refresh_job import CONNECTION_TAG
 from tdsync.defs.resources import CatalogueResource, failures_as_dagster
+from tdsync.errors import TdsyncError
 from tdsync.models import utcnow
 from tdsync.store import CatalogueStore
 
@@ -27,8 +30,11 @@ def settle_ended_run(store: CatalogueStore, run: dg.DagsterRun, error: str) -> s
     connection_id = run.tags.get(CONNECTION_TAG)
     failed = 0
     if run.job_name == SCAN_JOB and connection_id:
+        # A raw driver error may quote the URI: the message is stored and shown by the API.
+        with contextlib.suppress(TdsyncError):  # e.g. the connection was deleted meanwhile
+            error = scrub(error, store.connection_uri(connection_id))
         failed = store.fail_synchronizing(
-            connection_id, error_message=error, scan_run_id=run.run_id
+            connection_id, error_message=scrub(error), scan_run_id=run.run_id
         )
     return (
         f"run {run.run_id} ({run.job_name}, connection {connection_id or 'unknown'}): "
@@ -37,13 +43,16 @@ def settle_ended_run(store: CatalogueStore, run: dg.DagsterRun, error: str) -> s
 
 
 def run_error(context: dg.RunFailureSensorContext) -> str:
-    """The first step error of a failed run, else the run's failure message (both scrubbed)."""
+    """The first step error of a failed run, else the run's failure message."""
     for event in context.get_step_failure_events():
         data = event.step_failure_data
         if data.user_failure_data is not None and data.user_failure_data.description:
             return f"scan run failed: {data.user_failure_data.description}"
         if data.error is not None:
-            return f"scan run failed: {data.error.message.strip().splitlines()[0]}"
+            error = data.error
+            while error.cause is not None:  # past Dagster's "error while executing op" wrapper
+                error = error.cause
+            return f"scan run failed: {error.message.strip().splitlines()[0]}"
     message = context.failure_event.message or "the run failed"
     return f"scan run failed: {message}"
 

@@ -25,6 +25,11 @@ def scan_that_breaks() -> None:
     raise dg.Failure(description="reading sales.orders failed: permission denied")
 
 
+@dg.op
+def scan_that_leaks() -> None:
+    raise RuntimeError("could not connect to postgresql://reader:hunter2@db.internal:5432/sales")
+
+
 @dg.job(name=SCAN_JOB)
 def stand_in_scan() -> None:
     """Ends like a scan run that fails; the sensors only look at its name and tags."""
@@ -115,6 +120,42 @@ def test_cancelled_scan_turns_its_synchronizing_rows_failed(store, connection):
     status, error = statuses(store, connection)["invoices"]
     assert status == "FAILED"
     assert error == f"scan run {run.run_id} was cancelled before it finished"
+
+
+def test_run_error_written_to_rows_never_holds_the_password(store, sqlite_path):
+    conn = store.add_connection(
+        alias="leaky", connection_uri="postgresql://reader:hunter2@db.internal:5432/sales"
+    )
+    store.descriptions.insert_one(
+        {
+            "db_connection_id": conn.id,
+            "schema_name": "public",
+            "table_name": "orders",
+            "status": Status.SYNCHRONIZING.value,
+        }
+    )
+
+    @dg.job(name=SCAN_JOB)
+    def leaking_scan() -> None:
+        scan_that_leaks()
+
+    instance = runs.instance()
+    result = leaking_scan.execute_in_process(
+        instance=instance, tags={CONNECTION_TAG: conn.id}, raise_on_error=False
+    )
+    context = dg.build_run_status_sensor_context(
+        sensor_name="settle_failed_runs",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+        resources=RESOURCES,
+    ).for_run_failure()
+    settle_failed_runs(context)
+
+    status, error = statuses(store, conn.id)["orders"]
+    assert status == "FAILED"
+    assert error == "scan run failed: RuntimeError: could not connect to *****"
+    assert "hunter2" not in error
 
 
 def test_failed_refresh_leaves_descriptions_alone(store, connection):
