@@ -250,6 +250,7 @@ class CatalogueStore:
                     {
                         "$set": {
                             "status": Status.NOT_SCANNED.value,
+                            "error_message": None,  # set only while FAILED (SPEC)
                             "table_type": restore.table_type.value,
                             "last_refreshed_at": now,
                         }

@@ -10,10 +10,11 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from bson import ObjectId
 
 from tdsync import runs
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
-from tdsync.errors import EmptyDatabase, InvalidDatabaseConnection
+from tdsync.errors import ConnectionNotFound, EmptyDatabase, InvalidDatabaseConnection
 from tdsync.models import utcnow
 from tdsync.refresh import plan_refresh
 from tdsync.sources import list_live_tables
@@ -181,6 +182,12 @@ def test_missing_sqlite_file_is_invalid_connection_and_never_created(
     assert err.value.error_code == "invalid_database_connection"
     assert not missing.exists() and not missing.parent.exists()
     assert snapshot(store, cid) == []
+
+
+def test_unknown_connection_is_not_found(store: CatalogueStore) -> None:
+    with pytest.raises(ConnectionNotFound) as err:
+        runs.refresh(str(ObjectId()), trigger="cli")
+    assert err.value.http_status == 404
 
 
 # -- PostgreSQL: schemas, unreachable source ---------------------------------------------------

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from tdsync.errors import InvalidDatabaseConnection
 from tdsync.models import TableType
 from tdsync.refresh import Listing
-from tdsync.sources import list_live_tables
+from tdsync.sources import list_live_tables, source_engine
 from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database
 
 T, V, M = TableType.TABLE, TableType.VIEW, TableType.MATERIALIZED_VIEW
@@ -70,6 +70,15 @@ def test_missing_sqlite_file_is_invalid_and_never_created(tmp_path: Path) -> Non
             list_live_tables(f"sqlite:///{target}", None)
         assert err.value.error_code == "invalid_database_connection"
         assert not target.exists()
+
+
+def test_file_that_is_not_a_database_is_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database")
+    with pytest.raises(InvalidDatabaseConnection) as err:
+        list_live_tables(f"sqlite:///{path}", None)
+    assert err.value.detail == {"reason": "file is not a database"}
+    assert path.read_text() == "not a database"
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------
@@ -186,6 +195,34 @@ def test_unreachable_source_is_invalid_within_the_timeout(
     assert elapsed < 4, elapsed  # 1 s timeout, plus a retry the driver may make without SSL
     assert "s3cr3tpw" not in str(err.value.as_dict())
     assert err.value.detail["reason"]
+
+
+@pytest.mark.parametrize(
+    ("source", "slow_query"),
+    [
+        ("pg_shop", "SELECT pg_sleep(10)"),
+        ("mysql_shop", "SELECT SLEEP(10)"),
+        (
+            "sqlite_path",
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+            "SELECT count(*) FROM (SELECT x FROM c LIMIT 1000000000)",
+        ),
+    ],
+    ids=["postgresql", "mariadb", "sqlite"],
+)
+def test_statement_longer_than_the_timeout_is_cancelled(
+    source: str, slow_query: str, request: pytest.FixtureRequest
+) -> None:
+    value = request.getfixturevalue(source)
+    uri = f"sqlite:///{value}" if source == "sqlite_path" else value
+    started = time.monotonic()
+    with (
+        pytest.raises(InvalidDatabaseConnection),
+        source_engine(uri, timeout_s=1) as engine,
+        engine.connect() as conn,
+    ):
+        conn.execute(sa.text(slow_query)).all()
+    assert time.monotonic() - started < 4
 
 
 def test_wrong_password_is_invalid_and_never_echoed(pg_shop: str) -> None:
