@@ -17,6 +17,8 @@ class Settings:
     dagster_home: Path
     source_timeout_s: float
     scan_lease_s: float
+    # How long a refresh or scan waits for another run of its connection to finish.
+    lease_wait_s: float = 300.0
 
     @property
     def embedded(self) -> bool:
@@ -35,6 +37,7 @@ class Settings:
             dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").absolute(),
             source_timeout_s=float(env.get("TDSYNC_SOURCE_TIMEOUT_S") or 10),
             scan_lease_s=float(env.get("TDSYNC_SCAN_LEASE_S") or 900),
+            lease_wait_s=float(env.get("TDSYNC_LEASE_WAIT_S") or 300),
         )
 
 

@@ -35,6 +35,12 @@ def embedded_uri(home: Path) -> str:
         return _start(folder)
 
 
+def embedded_running(home: Path) -> bool:
+    """Whether this home's embedded server is up (it is not started if not)."""
+    state = _read_state(home / "mongo")
+    return bool(state) and _answers(state["uri"])
+
+
 def stop_embedded(home: Path) -> bool:
     """Stop this home's embedded server if it runs; True if one was stopped."""
     folder = home / "mongo"
@@ -125,6 +131,13 @@ def _answers(uri: str) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    try:
+        # When this process started the server, it is our child: reap it, or its zombie would
+        # look alive below until we exit.
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
     try:
         # A zombie (exited, waiting for a parent that may be slow to reap it) is dead already.
         if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":

@@ -59,6 +59,13 @@ class EmptyDatabase(TdsyncError):
     http_status = 400
 
 
+class ConnectionBusy(TdsyncError):
+    """Another refresh or scan of the connection kept running past the bounded wait."""
+
+    error_code = "connection_busy"
+    http_status = 409
+
+
 class StorageUnavailable(TdsyncError):
     error_code = "storage_unavailable"
     http_status = 503
@@ -86,6 +93,7 @@ ERRORS_BY_CODE: dict[str, type[TdsyncError]] = {
         DuplicateAlias,
         InvalidDatabaseConnection,
         EmptyDatabase,
+        ConnectionBusy,
         StorageUnavailable,
         Unauthorized,
         ConfigurationError,

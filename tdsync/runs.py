@@ -14,6 +14,8 @@ from typing import Any
 
 import dagster as dg
 
+from tdsync import leases
+from tdsync.catalogue import shared_store
 from tdsync.config import Settings, ensure_dagster_home
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG, refresh_table_descriptions
 from tdsync.defs.resources import default_resources
@@ -62,35 +64,65 @@ def execute(
     dagster_instance: dg.DagsterInstance | None = None,
     run_id: str | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Run a job for one connection; a failed run raises the TdsyncError its op raised."""
-    result = job.execute_in_process(
-        # The console logger is quiet (callers print their own summary and errors); every
-        # event is still stored on the instance for the Dagster UI.
-        run_config={
-            "ops": dict(op_config),
-            "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-        },
-        instance=_thread_safe_logging(dagster_instance or instance()),
-        resources=default_resources(),
-        tags={CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger},
-        run_id=run_id or str(uuid.uuid4()),
-        raise_on_error=False,
-    )
-    if not result.success:
-        raise run_error(result)
+    """Run a job for one connection; a failed run raises the TdsyncError its op raised.
+
+    The run holds the connection's lease (tdsync.leases) from before it starts until it ends,
+    waiting first, bounded, for another refresh or scan of the connection to finish.
+    """
+    settings = Settings.from_env()
+    run_id = run_id or str(uuid.uuid4())
+    with leases.held(
+        shared_store(settings),
+        db_connection_id,
+        holder=run_id,
+        kind=job.name,
+        wait_s=settings.lease_wait_s,
+    ):
+        result = job.execute_in_process(
+            # The console logger is quiet (callers print their own summary and errors); every
+            # event is still stored on the instance for the Dagster UI.
+            run_config={
+                "ops": dict(op_config),
+                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+            },
+            instance=_thread_safe_logging(dagster_instance or instance()),
+            resources=default_resources(),
+            tags={CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger},
+            run_id=run_id,
+            raise_on_error=False,
+        )
+        if not result.success:  # raised inside: the lease records that the run failed
+            raise run_error(result)
     return result
 
 
 def refresh(
     db_connection_id: str, *, trigger: str, dagster_instance: dg.DagsterInstance | None = None
 ) -> dict[str, int]:
-    """Refresh one connection through the refresh job; returns the run's summary."""
+    """Refresh one connection through the refresh job; returns the run's summary.
+
+    While another refresh of the connection runs, this waits for it and returns its summary
+    rather than listing the same tables again a moment later.
+    """
+    settings = Settings.from_env()
+    run_id = str(uuid.uuid4())
+    joined = leases.acquire(
+        shared_store(settings),
+        db_connection_id,
+        holder=run_id,
+        kind=refresh_table_descriptions.name,
+        wait_s=settings.lease_wait_s,
+        join=True,
+    )
+    if joined is not None:
+        return joined.outcome
     result = execute(
         refresh_table_descriptions,
         db_connection_id=db_connection_id,
         trigger=trigger,
         op_config={"load_connection": {"config": {"db_connection_id": db_connection_id}}},
         dagster_instance=dagster_instance,
+        run_id=run_id,
     )
     return result.output_for_node("write_statuses")
 

@@ -19,6 +19,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from tdsync.credentials import Cipher, dialect_of, mask_uri
+from tdsync.cron import validate_refresh_schedule
 from tdsync.errors import (
     ConnectionNotFound,
     DuplicateAlias,
@@ -42,6 +43,7 @@ from tdsync.scan.model import SavedScans, ScanTarget, TableScan
 
 CONNECTIONS = "database_connections"
 DESCRIPTIONS = "table_descriptions"
+LEASES = "connection_leases"
 DUPLICATE_KEY = 11000
 _STORED_FIELDS = {
     "schema_name": 1,
@@ -111,6 +113,7 @@ class CatalogueStore:
         refresh_schedule: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> DatabaseConnection:
+        refresh_schedule = validate_refresh_schedule(refresh_schedule)
         doc = {
             "_id": ObjectId(),
             "alias": alias,
@@ -140,6 +143,8 @@ class CatalogueStore:
                 update["connection_uri"] = self.cipher.encrypt(value)
             elif key == "schemas":
                 update["schemas"] = value or None
+            elif key == "refresh_schedule":
+                update[key] = validate_refresh_schedule(value)
             else:
                 update[key] = value
         if not update:
@@ -198,6 +203,120 @@ class CatalogueStore:
         return DatabaseConnection.from_doc(
             doc, mask_uri(self.cipher.decrypt(doc["connection_uri"]))
         )
+
+    # -- per-connection run leases and catalogue health (issue 5: triggers) ----------------------
+    # One lease document per connection ({_id: connection id}) says which run may refresh or scan
+    # it; a holder that dies stops renewing and its lease expires. Releasing keeps the document
+    # and records the holder's outcome under `last`, so a caller that waited can use its result.
+
+    def acquire_connection_lease(
+        self, connection_id: str, *, holder: str, kind: str, ttl_s: float, now: datetime
+    ) -> bool:
+        """Take (or, for its holder, extend) a connection's lease; False while another holds it."""
+        free = [{"holder": None}, {"holder": holder}, {"expires_at": {"$lte": now}}]
+        with storage_errors():
+            try:
+                self.db[LEASES].update_one(
+                    {"_id": connection_id, "$or": free},
+                    {
+                        "$set": {
+                            "holder": holder,
+                            "kind": kind,
+                            "acquired_at": now,
+                            "expires_at": now + timedelta(seconds=ttl_s),
+                        }
+                    },
+                    upsert=True,
+                )
+            except DuplicateKeyError:  # the document exists and another holder's lease is live
+                return False
+        return True
+
+    def renew_connection_lease(
+        self, connection_id: str, *, holder: str, ttl_s: float, now: datetime
+    ) -> bool:
+        with storage_errors():
+            result = self.db[LEASES].update_one(
+                {"_id": connection_id, "holder": holder},
+                {"$set": {"expires_at": now + timedelta(seconds=ttl_s)}},
+            )
+        return result.matched_count == 1
+
+    def release_connection_leases(
+        self, holder: str, *, succeeded: bool, outcome: Any = None, now: datetime
+    ) -> int:
+        """Release every lease `holder` has, recording how its run ended; returns how many."""
+        last = {"holder": holder, "succeeded": succeeded, "outcome": outcome, "released_at": now}
+        with storage_errors():
+            result = self.db[LEASES].update_many(
+                {"holder": holder},
+                {"$set": {"holder": None, "expires_at": None, "last": last}},
+            )
+        return result.modified_count
+
+    def connection_lease(self, connection_id: str) -> dict[str, Any] | None:
+        with storage_errors():
+            return self.db[LEASES].find_one({"_id": connection_id})
+
+    def status_counts(self, connection_id: str) -> dict[str, int]:
+        """How many of a connection's descriptions have each status (index-backed counts)."""
+        return {
+            status.value: self.descriptions_with_status(connection_id, status) for status in Status
+        }
+
+    def descriptions_with_status(self, connection_id: str, status: Status) -> int:
+        with storage_errors():
+            return self.descriptions.count_documents(
+                {"db_connection_id": connection_id, "status": Status(status).value}
+            )
+
+    def scans_past_lease(self, connection_id: str, now: datetime) -> list[str]:
+        """A connection's SYNCHRONIZING descriptions whose scan lease has run out (schema.table)."""
+        # The lease is tested here, not in the query: SecantusDB does not use the
+        # (connection, status) index for a query with an `$or`, and reads every document.
+        query = {"db_connection_id": connection_id, "status": Status.SYNCHRONIZING.value}
+        fields = {"schema_name": 1, "table_name": 1, "scan_lease_expires_at": 1}
+        with storage_errors():
+            docs = list(self.descriptions.find(query, fields))
+        return sorted(
+            f"{d['schema_name']}.{d['table_name']}"
+            for d in docs
+            if d.get("scan_lease_expires_at") is None or as_utc(d["scan_lease_expires_at"]) <= now
+        )
+
+    def failed_descriptions(self, connection_id: str, *, limit: int = 20) -> dict[str, str]:
+        """Some of a connection's FAILED descriptions: {schema.table: error_message}."""
+        query = {"db_connection_id": connection_id, "status": Status.FAILED.value}
+        fields = {"schema_name": 1, "table_name": 1, "error_message": 1}
+        with storage_errors():
+            docs = self.descriptions.find(query, fields).limit(limit)
+            return {
+                f"{d['schema_name']}.{d['table_name']}": d.get("error_message") or "" for d in docs
+            }
+
+    def fail_synchronizing(
+        self, connection_id: str, *, error_message: str, scan_run_id: str | None = None
+    ) -> int:
+        """Mark a connection's SYNCHRONIZING descriptions FAILED.
+
+        Given a scan run, only its rows and rows no run has claimed (`scan_run_id` unset) change:
+        rows another scan request marked meanwhile are that request's to settle.
+        """
+        query: dict[str, Any] = {
+            "db_connection_id": connection_id,
+            "status": Status.SYNCHRONIZING.value,
+        }
+        if scan_run_id is not None:
+            query["scan_run_id"] = {"$in": [scan_run_id, None]}
+        with storage_errors():
+            result = self.descriptions.update_many(
+                query,
+                {
+                    "$set": {"status": Status.FAILED.value, "error_message": error_message},
+                    "$unset": {"scan_lease_expires_at": ""},
+                },
+            )
+        return result.modified_count
 
     # -- table descriptions ---------------------------------------------------------------------
 

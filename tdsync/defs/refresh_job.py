@@ -5,6 +5,11 @@ from dataclasses import dataclass
 import dagster as dg
 
 from tdsync.bulk import gc_paused
+from tdsync.defs.assets import report_refresh
+from tdsync.defs.leases import (
+    hold_connection_lease,
+    release_connection_lease,
+)
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
 from tdsync.models import utcnow
 from tdsync.refresh import Listing, RefreshPlan, plan_refresh
@@ -34,6 +39,7 @@ def load_connection(
     with failures_as_dagster():
         conn = catalogue.get_store().get_connection(config.db_connection_id)
     _tag_run(context, conn.id)
+    hold_connection_lease(context, catalogue.get_store(), conn.id)
     context.log.info(
         f"connection {conn.alias} ({conn.dialect}), schemas: {conn.schemas or 'default'}"
     )
@@ -82,15 +88,16 @@ def write_statuses(
         written = store.apply_refresh(connection.id, plan, now)
         store.mark_refreshed(connection.id, now)
     summary = {**plan.summary(), "documents_written": written}
-    context.add_output_metadata(
-        {
-            **summary,
-            "connection": connection.alias,
-            "added_tables": _names((t.schema_name, t.table_name) for t in plan.inserts),
-            "deprecated_tables": _names(r.key for r in plan.deprecations),
-            "restored_tables": _names(r.stored.key for r in plan.restores),
-        }
-    )
+    changes = {
+        **summary,
+        "connection": connection.alias,
+        "added_tables": _names((t.schema_name, t.table_name) for t in plan.inserts),
+        "deprecated_tables": _names(r.key for r in plan.deprecations),
+        "restored_tables": _names(r.stored.key for r in plan.restores),
+    }
+    context.add_output_metadata(changes)
+    with failures_as_dagster():
+        report_refresh(context, store, connection.id, changes, status_counts=plan.statuses_after)
     context.log.info(f"refresh of {connection.alias}: {summary}")
     return summary
 
@@ -100,7 +107,7 @@ def refresh_table_descriptions() -> None:
     connection = load_connection()
     listing = list_live_tables(connection)
     plan = diff_against_catalogue(connection, listing)
-    write_statuses(connection, plan)
+    write_statuses.with_hooks({release_connection_lease})(connection, plan)
 
 
 def _names(keys) -> dg.MetadataValue:
