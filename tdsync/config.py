@@ -46,6 +46,8 @@ def ensure_dagster_home(settings: Settings) -> Path:
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     config = settings.dagster_home / "dagster.yaml"
     if not config.exists():
-        config.write_text((Path(__file__).parent / "dagster.yaml").read_text())
+        from tdsync.deployment import instance_config_path  # TDSYNC_DEPLOYMENT picks the file
+
+        config.write_text(instance_config_path().read_text())
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     return settings.dagster_home

@@ -6,11 +6,12 @@ import dagster as dg
 
 import tdsync.defs
 from tdsync.defs.resources import default_resources
+from tdsync.deployment import executor
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions.merge(
         dg.components.load_defs(tdsync.defs),
-        dg.Definitions(resources=default_resources()),
+        dg.Definitions(resources=default_resources(), executor=executor()),
     )

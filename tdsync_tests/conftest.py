@@ -71,6 +71,7 @@ def tdsync_env(mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("TDSYNC_API_KEY", raising=False)
+    monkeypatch.delenv("TDSYNC_DEPLOYMENT", raising=False)  # local unless a test says otherwise
     yield env
     shared_store().client.drop_database(env["TDSYNC_MONGO_DB"])
 
