@@ -50,11 +50,14 @@ def distributed_env(
 
 
 @pytest.fixture
-def celery_worker(distributed_env: dict[str, str]) -> Iterator[str]:
+def celery_worker(distributed_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """A real dagster-celery worker on the test's queue; yields its name. Killed with its children."""
     queue = distributed_env["TDSYNC_CELERY_QUEUE"]
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # A file, not a pipe: nobody reads the worker's log while it runs, and a full pipe would
+    # block it mid-step.
+    log = (tmp_path / "celery-worker.log").open("wb")
     worker = subprocess.Popen(
         [
             str(bin_dir / "dagster-celery"),
@@ -67,8 +70,8 @@ def celery_worker(distributed_env: dict[str, str]) -> Iterator[str]:
         cwd=REPO,
         env=env,
         start_new_session=True,  # its own process group: teardown kills the celery children too
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     name = f"{queue}@{socket.gethostname()}"
     app = _celery_app(distributed_env["TDSYNC_CELERY_BROKER"])
@@ -76,7 +79,9 @@ def celery_worker(distributed_env: dict[str, str]) -> Iterator[str]:
         deadline = time.monotonic() + WORKER_START_TIMEOUT_S
         while not app.control.ping(destination=[name], timeout=0.5):
             if worker.poll() is not None:
-                pytest.fail(f"celery worker exited: {worker.stderr.read().decode()[-2000:]}")
+                log.flush()
+                tail = (tmp_path / "celery-worker.log").read_text(errors="replace")[-2000:]
+                pytest.fail(f"celery worker exited: {tail}")
             if time.monotonic() > deadline:
                 pytest.fail(
                     f"celery worker {name} did not answer within {WORKER_START_TIMEOUT_S} s"
@@ -84,6 +89,7 @@ def celery_worker(distributed_env: dict[str, str]) -> Iterator[str]:
         yield name
     finally:
         _kill_group(worker)
+        log.close()
         with app.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue)
         app.close()
