@@ -148,6 +148,8 @@ def main() -> None:
             "runs": args.runs,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "peak_rss_mb": round(peak_rss_mb(), 1),
+            # Other work on the machine inflates wall times: the 1-minute load at the end.
+            "load_average_1m": round(os.getloadavg()[0], 2),
             "scenarios": results,
         }
     finally:
@@ -159,7 +161,10 @@ def main() -> None:
         w = r["wall_s"]
         spread = f"{w['median']:.2f} ({w['min']:.2f}-{w['max']:.2f})"
         print(f"{scenario:<15}{spread:>26}{r['source_queries']:>10}{r['tables_per_s']:>10}")
-    print(f"peak RSS {results_doc['peak_rss_mb']} MB; written to {RESULTS}")
+    print(
+        f"peak RSS {results_doc['peak_rss_mb']} MB, load average {results_doc['load_average_1m']}; "
+        f"written to {RESULTS}"
+    )
 
 
 def _scan(runs, connection_id: str, config: dict, instance) -> dict:

@@ -681,6 +681,13 @@ class CatalogueStore:
         again, so nobody's edit is lost.
         """
         saved = SavedScans()
+        for chunk in _chunked(scans):
+            self._save_scan_chunk(run_id, chunk, now, saved)
+        return saved
+
+    def _save_scan_chunk(
+        self, run_id: str, scans: list[TableScan], now: datetime, saved: SavedScans
+    ) -> None:
         pending = {ObjectId(s.target.id): s for s in scans}
         held = {"status": Status.SYNCHRONIZING.value, "scan_run_id": run_id}
         done = {"scan_lease_expires_at": "", "scan_run_id": ""}
@@ -752,7 +759,6 @@ class CatalogueStore:
             pending = {oid: scan for oid, scan in pending.items() if oid in retry}
             if not pending:
                 break
-        return saved
 
     def claimed_descriptions(self, connection_id: str, run_id: str) -> list[TableDescription]:
         """The descriptions a scan run holds, sorted by (schema_name, table_name)."""
