@@ -12,7 +12,7 @@ import yaml
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
 from tdsync.deployment import DEPLOY_DIR
-from tdsync_tests.conftest import PG_ADMIN_URL, _server_database, unavailable
+from tdsync_tests.conftest import IN_CI, PG_ADMIN_URL, _server_database, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 AMQP_URL = os.environ.get("TDSYNC_TEST_AMQP_URL", "pyamqp://guest:guest@127.0.0.1:5672//")
@@ -43,7 +43,10 @@ def amqp_url() -> str:
 
     try:
         with Connection(AMQP_URL, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1)
+            # .ci/run starts RabbitMQ without waiting for it: under CI give it half a minute.
+            conn.ensure_connection(
+                max_retries=30 if IN_CI else 1, interval_start=1, interval_step=0, interval_max=1
+            )
     except Exception as exc:
         unavailable(
             f"RabbitMQ (TDSYNC_TEST_AMQP_URL, default 127.0.0.1:5672) is unreachable: {exc}"
