@@ -259,6 +259,9 @@ def test_unreachable_source_fails_within_the_timeout_and_changes_nothing(
 # -- concurrency -------------------------------------------------------------------------------
 
 
+# A deadlock would also block the main thread (logging's lock): the thread method still ends the
+# session, and prints every thread's stack.
+@pytest.mark.timeout(150, method="thread")
 def test_twenty_concurrent_refreshes_leave_one_document_per_table_with_the_right_status(
     store: CatalogueStore, sqlite_path: Path
 ) -> None:
@@ -285,6 +288,7 @@ def test_twenty_concurrent_refreshes_leave_one_document_per_table_with_the_right
     assert recorded and all(r.status == dg.DagsterRunStatus.SUCCESS for r in recorded)
 
 
+@pytest.mark.timeout(150, method="thread")
 def test_refreshes_of_several_connections_run_at_once_in_one_process(
     store: CatalogueStore, tmp_path: Path
 ) -> None:

@@ -192,7 +192,7 @@ def test_unreachable_source_is_invalid_within_the_timeout(
     with pytest.raises(InvalidDatabaseConnection) as err:
         list_live_tables(uri, None, timeout_s=1)
     elapsed = time.monotonic() - started
-    assert elapsed < 4, elapsed  # 1 s timeout, plus a retry the driver may make without SSL
+    assert elapsed < 5, elapsed  # 1 s timeout; the rest is a loaded 2-core machine
     assert "s3cr3tpw" not in str(err.value.as_dict())
     assert err.value.detail["reason"]
 

@@ -433,6 +433,7 @@ def seeded_rows(draw) -> list[dict[str, Any]]:
                 else None,
                 "description": draw(st.none() | st.sampled_from(["desc", "Customers who..."])),
                 "metadata": draw(st.none() | st.just({"owner": "x"})),
+                "columns": draw(st.sampled_from([[], [{"name": "id", "description": "key"}]])),
             }
         )
     return rows
@@ -481,6 +482,7 @@ def test_refresh_on_the_real_store_keeps_descriptions_and_is_idempotent(
         assert now_doc["_id"] == doc["_id"]
         assert now_doc["description"] == doc["description"]
         assert now_doc["metadata"] == doc["metadata"]
+        assert now_doc["columns"] == doc["columns"]
         if (doc["schema_name"], doc["table_name"]) not in live_keys:
             assert now_doc["status"] == "DEPRECATED"
         elif doc["status"] == "DEPRECATED":
