@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Security
 
-from tdsync.api import dagster_logging
 from tdsync.api.auth import ApiKeyMiddleware, bearer_scheme
 from tdsync.api.deps import ApiState
 from tdsync.api.errors import CatchAllMiddleware, error_responses, install_error_handlers
@@ -22,7 +21,6 @@ log = logging.getLogger("tdsync.api")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    dagster_logging.install()  # this process runs several Dagster runs at once
     state = ApiState(settings)
 
     @asynccontextmanager
