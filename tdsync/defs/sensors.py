@@ -9,10 +9,13 @@ the run's error at once, and free the connection's lease the run held.
 import contextlib
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 
 from tdsync import leases
+from tdsync.config import Settings
 from tdsync.credentials import scrub
 from tdsync.defs.assets import CONNECTIONS, catalogue_checks
 from tdsync.defs.refresh_job import CONNECTION_TAG
@@ -22,6 +25,8 @@ from tdsync.models import utcnow
 from tdsync.store import CatalogueStore
 
 SCAN_JOB = "scan_table_descriptions"
+REFRESH_JOB = "refresh_table_descriptions"
+RELEASE_GRACE = timedelta(seconds=60)
 
 
 def settle_ended_run(store: CatalogueStore, run: dg.DagsterRun, error: str) -> str:
@@ -136,3 +141,77 @@ def check_table_descriptions(
     if context.cursor == digest:
         return dg.SkipReason(f"unchanged since last reported: {verdict}")
     return dg.SensorResult(asset_events=[o.to_evaluation() for o in outcomes], cursor=digest)
+
+
+def orphan_reason(
+    lease: dict[str, Any] | None, run_id: str, started_at: datetime, now: datetime, wait_s: float
+) -> str | None:
+    """Why a STARTED run must be dead, judged from its connection's lease; None if it may be alive.
+
+    A live run holds the lease and renews it; only a run still waiting for the lease (at most
+    `wait_s`) holds nothing. A run executing inside an API or CLI process that was killed has no
+    run worker for Dagster's run monitoring to watch: without this it would stay STARTED for good,
+    and the queue's one-run-per-connection limit would hold every later run of its connection.
+    """
+    lease = lease or {}
+    expires = lease.get("expires_at")
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    if lease.get("holder") == run_id:
+        if expires is not None and expires > now:
+            return None
+        return f"its process stopped renewing the connection lease, which expired at {expires}"
+    last = lease.get("last") or {}
+    released = last.get("released_at")
+    if last.get("holder") == run_id and released is not None:
+        if released.tzinfo is None:
+            released = released.replace(tzinfo=UTC)
+        if now - released > RELEASE_GRACE:
+            return f"it released the connection lease at {released} but never finished"
+        return None
+    if now - started_at > timedelta(seconds=wait_s) + timedelta(seconds=leases.LEASE_TTL_S):
+        return "it never took the connection lease and has outlived the longest wait for it"
+    return None
+
+
+@dg.sensor(
+    name="settle_orphaned_runs",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Marks FAILED the refresh and scan runs left STARTED by a process that died (e.g. a "
+        "killed API), so they free their connection in the run queue and their rows settle."
+    ),
+)
+def settle_orphaned_runs(
+    context: dg.SensorEvaluationContext, catalogue: CatalogueResource
+) -> dg.SkipReason:
+    now = utcnow()
+    wait_s = Settings.from_env().lease_wait_s
+    started = context.instance.get_run_records(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED], job_name=None),
+        limit=500,
+    )
+    settled = []
+    with failures_as_dagster():
+        store = catalogue.get_store()
+        for record in started:
+            run = record.dagster_run
+            connection_id = run.tags.get(CONNECTION_TAG)
+            if run.job_name not in (REFRESH_JOB, SCAN_JOB) or not connection_id:
+                continue
+            started_at = datetime.fromtimestamp(
+                record.start_time or record.create_timestamp.timestamp(), UTC
+            )
+            reason = orphan_reason(
+                store.connection_lease(connection_id), run.run_id, started_at, now, wait_s
+            )
+            if reason is None:
+                continue
+            message = f"run {run.run_id} is marked failed: {reason}"
+            context.instance.report_run_failed(run, message)
+            context.log.warning(message)
+            settled.append(run.run_id)
+    if settled:
+        return dg.SkipReason(f"marked {len(settled)} orphaned run(s) failed: {', '.join(settled)}")
+    return dg.SkipReason(f"{len(started)} started run(s), none orphaned")
