@@ -19,6 +19,7 @@ def test_code_location_has_the_triggers_the_catalogue_asset_and_its_checks():
         "settle_cancelled_runs": dg.DefaultSensorStatus.RUNNING,
         "sync_connection_partitions": dg.DefaultSensorStatus.RUNNING,
         "check_table_descriptions": dg.DefaultSensorStatus.RUNNING,
+        "settle_orphaned_runs": dg.DefaultSensorStatus.RUNNING,
     }
     assert {"refresh_table_descriptions", "scan_table_descriptions"} <= {
         job.name for job in repo.get_all_jobs()
