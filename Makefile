@@ -24,6 +24,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check tdsync tdsync_tests benchmarks
 	$(BIN)/ruff format --check tdsync tdsync_tests benchmarks
 
+# Property-based run of the API's OpenAPI contract, 1,000 generated requests (make test runs 200).
+fuzz: $(STAMP)
+	TDSYNC_FUZZ_CASES=$${TDSYNC_FUZZ_CASES:-1000} $(BIN)/python -m pytest -s -p no:cacheprovider \
+		tdsync_tests/test_api/test_schemathesis.py $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 

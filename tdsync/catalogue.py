@@ -28,7 +28,21 @@ def open_store(settings: Settings | None = None) -> CatalogueStore:
     uri = settings.mongo_uri or embedded_uri(settings.home)
     store = CatalogueStore(_client(uri), settings.mongo_db, cipher)
     store.ensure_indexes()
+    store.verify_key()
     return store
+
+
+def check_store_at_start(settings: Settings, *, timeout_ms: int = 2000) -> None:
+    """Before a server starts serving: a missing or wrong encryption key is a ConfigurationError
+    now. A MongoDB that does not answer within `timeout_ms` raises StorageUnavailable, which the
+    caller may ignore (the API starts without its store and reports it on /health)."""
+    cipher = load_cipher(settings)
+    uri = settings.mongo_uri or embedded_uri(settings.home)
+    client = mongo_client(uri, timeout_ms=timeout_ms)
+    try:
+        CatalogueStore(client, settings.mongo_db, cipher).verify_key()
+    finally:
+        client.close()
 
 
 def shared_store(settings: Settings | None = None) -> CatalogueStore:

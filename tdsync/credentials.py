@@ -41,7 +41,25 @@ def parse_uri(connection_uri: str) -> URL:
             f"unsupported dialect {url.get_backend_name()!r}",
             {"supported": sorted(DIALECTS)},
         )
+    refused = sorted(
+        k for k in url.query if k.lower() in REFUSED_OPTIONS.get(url.get_backend_name(), ())
+    )
+    if refused:
+        raise InvalidDatabaseConnection(
+            f"connection option(s) not allowed: {', '.join(refused)} (tdsync only reads, and "
+            "never lets a source run statements or read files on its own host)",
+            {"refused_options": refused},
+        )
     return url
+
+
+# Driver options a URI could carry that would make the client run SQL at connect time
+# (`init_command`) or read files of tdsync's host: `local_infile` lets the *server* ask for any
+# file (LOAD DATA LOCAL), the others read option files.
+_MYSQL_REFUSED = frozenset(
+    {"init_command", "local_infile", "client_flag", "read_default_file", "read_default_group"}
+)
+REFUSED_OPTIONS = {"mysql": _MYSQL_REFUSED, "mariadb": _MYSQL_REFUSED}
 
 
 def dialect_of(connection_uri: str) -> str:

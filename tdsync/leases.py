@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from tdsync.errors import ConnectionBusy
+from tdsync.errors import ConnectionBusy, StorageUnavailable
 from tdsync.models import utcnow
 from tdsync.store import CatalogueStore
 
@@ -26,6 +26,7 @@ log = logging.getLogger("tdsync.leases")
 LEASE_TTL_S = 120.0
 RENEW_EVERY_S = 30.0
 POLL_S = 0.2
+RELEASE_RETRY_S = 0.5  # a release that met the store down is retried this often
 
 _renewers: dict[tuple[str, str], threading.Event] = {}
 _renewers_lock = threading.Lock()
@@ -88,11 +89,38 @@ def acquire(
 
 
 def release(store: CatalogueStore, holder: str, *, succeeded: bool, outcome: Any = None) -> int:
-    """Release the leases `holder` has (a no-op when already released); returns how many."""
+    """Release the leases `holder` has (a no-op when already released); returns how many.
+
+    With the store down, this raises StorageUnavailable and keeps trying in the background until
+    the store is back: the lease must not hold up the connection's next run until it expires,
+    when this process is alive and knows it is done.
+    """
     _stop_renewing(holder)
-    return store.release_connection_leases(
-        holder, succeeded=succeeded, outcome=outcome, now=utcnow()
-    )
+    try:
+        return store.release_connection_leases(
+            holder, succeeded=succeeded, outcome=outcome, now=utcnow()
+        )
+    except StorageUnavailable:
+        threading.Thread(
+            target=_release_when_back,
+            args=(store, holder, succeeded, outcome),
+            name=f"lease-release-{holder}",
+            daemon=True,
+        ).start()
+        raise
+
+
+def _release_when_back(store: CatalogueStore, holder: str, succeeded: bool, outcome: Any) -> None:
+    deadline = time.monotonic() + LEASE_TTL_S  # by then the lease has expired anyway
+    while time.monotonic() < deadline:
+        time.sleep(RELEASE_RETRY_S)
+        try:
+            store.release_connection_leases(
+                holder, succeeded=succeeded, outcome=outcome, now=utcnow()
+            )
+            return
+        except StorageUnavailable:
+            continue
 
 
 @contextmanager

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -22,6 +22,8 @@ from tdsync.credentials import parse_uri, scrub
 from tdsync.errors import InvalidDatabaseConnection, TdsyncError
 from tdsync.models import TableType
 from tdsync.refresh import Listing, LiveTable
+
+T = TypeVar("T")
 
 
 def _timeout_args(backend: str, driver: str, timeout_s: float) -> dict[str, Any]:
@@ -89,11 +91,32 @@ def _driver_message(exc: BaseException, connection_uri: str) -> str:
     return scrub(text.splitlines()[0] if text else type(exc).__name__, connection_uri)
 
 
+def is_disconnect(exc: BaseException) -> bool:
+    """The source dropped the connection (a restart, a failover, a terminated backend)."""
+    return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+def once_more_if_disconnected(read: Callable[[], T]) -> T:
+    """Run a read, and once more on a new connection if the source dropped the first one:
+    a momentary disconnection should not fail a whole refresh. Reads are safe to repeat."""
+    try:
+        return read()
+    except sa.exc.DBAPIError as exc:
+        if not is_disconnect(exc):
+            raise
+    return read()
+
+
 def list_live_tables(
     connection_uri: str, schemas: list[str] | None, *, timeout_s: float = 10.0
 ) -> Listing:
     """Names and kinds of every table, view and materialized view, per schema; no data is read."""
-    with source_engine(connection_uri, timeout_s=timeout_s) as engine, engine.connect() as conn:
+    with source_engine(connection_uri, timeout_s=timeout_s) as engine:
+        return once_more_if_disconnected(lambda: _list_live_tables(engine, schemas))
+
+
+def _list_live_tables(engine: Engine, schemas: list[str] | None) -> Listing:
+    with engine.connect() as conn:
         inspector = sa.inspect(conn)
         if conn.dialect.name == "postgresql":
             targets = list(dict.fromkeys(schemas)) if schemas else [inspector.default_schema_name]

@@ -12,8 +12,10 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tdsync.catalogue import open_store
+from tdsync.credentials import Cipher
 from tdsync.embedded import embedded_uri, stop_embedded
 from tdsync.errors import ConfigurationError
+from tdsync.store import CatalogueStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPORT = (
@@ -116,12 +118,19 @@ def test_external_mongo_without_a_key_is_a_configuration_error(
 def test_wrong_key_is_a_clear_error_and_never_shows_plaintext(
     tdsync_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    conn = open_store().add_connection(
+    right = open_store()
+    conn = right.add_connection(
         alias="shop", connection_uri="postgresql://app:hunter2@db.internal/shop"
     )
+    other_key = Fernet.generate_key().decode()
     with monkeypatch.context() as env:
-        env.setenv("TDSYNC_ENCRYPTION_KEY", Fernet.generate_key().decode())
-        wrong = open_store()
+        env.setenv("TDSYNC_ENCRYPTION_KEY", other_key)
+        # Opening the store checks the key (issue 8): the error comes at start-up...
+        with pytest.raises(ConfigurationError, match="not the key it was encrypted with") as err:
+            open_store()
+    assert "hunter2" not in str(err.value.as_dict())
+    # ...and every read of a URI still says so, should a store be opened without the check.
+    wrong = CatalogueStore(right.client, right.db.name, Cipher(other_key))
     for call in (
         lambda: wrong.get_connection(conn.id),
         wrong.list_connections,

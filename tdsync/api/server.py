@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 import uvicorn
 
 from tdsync.api.app import create_app
+from tdsync.catalogue import check_store_at_start
 from tdsync.config import Settings
-from tdsync.credentials import load_cipher
+from tdsync.errors import StorageUnavailable
+
+log = logging.getLogger("tdsync.api")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -16,7 +20,11 @@ DEFAULT_PORT = 8000
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     settings = Settings.from_env()
-    load_cipher(settings)  # a missing or wrong encryption key stops start-up, not the first request
+    # A missing or wrong encryption key stops start-up, not the first request that needs it.
+    try:
+        check_store_at_start(settings)
+    except StorageUnavailable as exc:  # started all the same: /health says so until it is back
+        log.warning("the catalogue's MongoDB does not answer yet: %s", exc.message)
     uvicorn.run(
         create_app(settings),
         host=host,

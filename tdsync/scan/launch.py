@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from tdsync import leases
 from tdsync.config import Settings
 from tdsync.errors import TableDescriptionNotFound, TdsyncError
 from tdsync.models import TableDescription, utcnow
@@ -171,6 +172,10 @@ def _settle_when_done(
                 error_message=f"scan run {run_id} ended before finishing (exit code {code})",
                 scan_run_id=run_id,
             )
+        # A run killed before it let go of the connection's lease would hold up the next
+        # refresh or scan of the connection until the lease expires. (A no-op if it did.)
+        with contextlib.suppress(TdsyncError):
+            leases.release(store, run_id, succeeded=False)
 
 
 def _child_env(settings: Settings) -> dict[str, str]:

@@ -9,6 +9,7 @@ DuckDB is read from its own catalogue functions, which also keep each object's D
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,8 @@ def reflect_tables(
                 _reset(conn)
                 raw[name] = exc
     views = {n: t for n, t in tables.items() if t != TableType.TABLE and n in raw}
+    if conn.dialect.name in ("mysql", "mariadb"):
+        _undo_doubled_percents(conn.dialect, raw, views)
     try:
         definitions = _view_definitions(conn, schema, views)
         raw_types = _raw_types(conn, schema, raw)
@@ -74,6 +77,7 @@ def reflect_tables(
         definitions, raw_types = {}, {}
 
     out: dict[str, ReflectedTable | Exception] = {}
+    display = display_dialect(conn.dialect)
     for name, kind in tables.items():
         found = raw.get(name)
         if found is None:
@@ -83,7 +87,7 @@ def reflect_tables(
         else:
             try:
                 out[name] = _build(
-                    conn.dialect, schema, name, kind, found, definitions.get(name), raw_types
+                    display, schema, name, kind, found, definitions.get(name), raw_types
                 )
             except Exception as exc:  # a type SQLAlchemy cannot render: this table fails alone
                 out[name] = exc
@@ -105,6 +109,41 @@ def _batch(conn: Connection, schema: str | None, names: list[str]) -> dict[str, 
         for key, cols in columns.items()
         for name in [key[1]]
     }
+
+
+def _undo_doubled_percents(
+    dialect: Dialect, raw: dict[str, _Raw | Exception], views: dict[str, TableType]
+) -> None:
+    """SQLAlchemy 2.0 reflects a MySQL/MariaDB view by rewriting its DESCRIBE output as a
+    CREATE TABLE, quoting each column name for the driver (every `%` doubled), and parses that
+    back without undoing it: view column `%s` comes back as `%%s`. Every `%` of such a name
+    was doubled, so halving them is exact."""
+    if not getattr(dialect.identifier_preparer, "_double_percents", False):
+        return
+    for name in views:
+        found = raw.get(name)
+        if isinstance(found, _Raw):
+            for column in found.columns:
+                column["name"] = column["name"].replace("%%", "%")
+
+
+def display_dialect(dialect: Dialect) -> Dialect:
+    """The dialect for DDL and type names that people read and run.
+
+    With a driver whose parameters are `%s` / `%(name)s` (psycopg2, pymysql) SQLAlchemy doubles
+    every `%` it renders, names and literals alike, for the driver to undo: table `50%` would be
+    stored as `CREATE TABLE "50%%"`. This copy renders them as the database spells them.
+    """
+    preparer = dialect.identifier_preparer
+    if not getattr(preparer, "_double_percents", False):
+        return dialect
+    display = copy.copy(dialect)
+    display.identifier_preparer = copy.copy(preparer)
+    display.identifier_preparer.dialect = display
+    display.identifier_preparer._double_percents = False
+    display.identifier_preparer._strings = {}  # its memo of quoted names holds doubled ones
+    display.type_compiler_instance = type(dialect.type_compiler_instance)(display)
+    return display
 
 
 def _reset(conn: Connection) -> None:

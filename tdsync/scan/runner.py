@@ -21,7 +21,7 @@ from tdsync.credentials import scrub
 from tdsync.scan.model import ScanOptions, ScanTarget, TableScan
 from tdsync.scan.reflect import ReflectedTable, TableNotFound, reflect_tables
 from tdsync.scan.sample import Sample, TableStats, catalogue_stats, sample_table
-from tdsync.sources import driver_message, source_engine
+from tdsync.sources import driver_message, once_more_if_disconnected, source_engine
 
 SINGLE_CONNECTION_DIALECTS = {"duckdb"}  # one writer-capable connection per file and process
 
@@ -86,12 +86,19 @@ def _sample(
     options: ScanOptions,
     connection_uri: str,
 ) -> TableScan:
-    try:
+    def read() -> Sample:
         conn = connections.get()
-        sample = sample_table(conn, schema, target.table_name, reflected, stats, options)
-        _end_transaction(conn)
+        try:
+            sample = sample_table(conn, schema, target.table_name, reflected, stats, options)
+            _end_transaction(conn)
+        except Exception:
+            connections.discard()  # it may be broken; the next read gets a fresh one
+            raise
+        return sample
+
+    try:
+        sample = once_more_if_disconnected(read)
     except Exception as exc:
-        connections.discard()  # it may be broken; the next table gets a fresh one
         return TableScan(target, error=_message(exc, connection_uri))
     return _result(target, reflected, sample)
 

@@ -54,7 +54,9 @@ def tdsync_command() -> list[str]:
 class ApiProcess:
     """A `tdsync api` server process; its output goes to a log file the tests can read."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, command: list[str] | None = None
+    ) -> None:
         self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -62,7 +64,7 @@ class ApiProcess:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("TDSYNC_", "DAGSTER_"))}
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [*tdsync_command(), "--host", "127.0.0.1", "--port", str(self.port)],
+                [*(command or tdsync_command()), "--host", "127.0.0.1", "--port", str(self.port)],
                 env={**base, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
