@@ -274,6 +274,10 @@ def test_the_password_never_leaves_through_responses_logs_events_or_storage(
             if leaks(repr(doc)):
                 found[f"mongo {name}"] = leaks(repr(doc))
 
+    print(
+        f"secrets: {len(call.seen)} responses, {len(outputs)} CLI/run outputs, {searched} files, "
+        f"{events} events of {len(recorded)} runs, {len(db.list_collection_names())} collections"
+    )
     assert found == {}
     # The search saw what it should have: webhook and CLI runs of both jobs, failed and not.
     jobs = {(r.job_name, r.status) for r in recorded}
