@@ -1,11 +1,12 @@
 """Hostile names in source databases: refresh and scan store them exactly and inject nothing.
 
-Each source holds a `canary` table and tables, views and columns named with quotes, semicolons,
-spaces, unicode, placeholders, dots, backslashes, newlines, Mongo operators, SQL fragments and the
-longest name the database allows (63 bytes on PostgreSQL, 64 characters on MariaDB). After a
-refresh and a scan through the jobs, the catalogue names every object exactly as the database
-does, every table is SCANNED, the canary still holds its row, and every statement tdsync sent to
-the source was a read.
+Each source holds a `canary` table and tables, views and columns (and, on PostgreSQL, a schema)
+named with quotes, semicolons, spaces, unicode, placeholders, dots, backslashes, newlines, Mongo
+operators, SQL fragments and the longest name the database allows (63 bytes on PostgreSQL, 64
+characters on MariaDB). After a refresh and a scan through the jobs, the catalogue names every
+object exactly as the database does, every table is SCANNED, its stored DDL recreates it under its
+exact name, the canary still holds its row, and every statement tdsync sent to the source was a
+read.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ READS = re.compile(r"^\s*(SELECT|SHOW|WITH|SET|PRAGMA|DESCRIBE|EXPLAIN)\b", re.I
 
 
 class Dialect:
-    def __init__(self, name: str, quote: str, tables: list[str], max_name: str) -> None:
-        self.name, self.quote, self.tables, self.max_name = name, quote, tables, max_name
+    def __init__(self, name: str, quote: str, tables: list[str], schema: str | None = None) -> None:
+        self.name, self.quote, self.tables = name, quote, tables
+        self.schema = schema  # a second, hostile schema holding a table of the same hostile name
 
     def q(self, name: str) -> str:
         return f"{self.quote}{name.replace(self.quote, self.quote * 2)}{self.quote}"
@@ -72,7 +74,15 @@ class Dialect:
             out.append(f"INSERT INTO {self.q(table)} VALUES (1, {values})")
         first = self.q(self.tables[0])
         out.append(f"CREATE VIEW {self.q('view ' + INJECTION)} AS SELECT * FROM {first}")
+        if self.schema:
+            out.append(f"CREATE SCHEMA {self.q(self.schema)}")
+            out.append(f"CREATE TABLE {self.q(self.schema)}.{first} (id INTEGER PRIMARY KEY)")
         return out
+
+    def expected(self, default_schema: str) -> set[tuple[str, str]]:
+        names = {"canary", *self.tables, "view " + INJECTION}
+        found = {(default_schema, name) for name in names}
+        return found | ({(self.schema, self.tables[0])} if self.schema else set())
 
 
 PG_MAX = "n" * 63  # NAMEDATALEN - 1 bytes
@@ -80,18 +90,18 @@ PG_MAX_UNICODE = "é" * 31 + "x"  # 63 bytes in UTF-8
 MARIADB_MAX = "m" * 64
 DIALECTS = {
     "postgresql": Dialect(
-        "postgresql", '"', [*COMMON_TABLES, "new\nline", PG_MAX, PG_MAX_UNICODE], PG_MAX
+        "postgresql",
+        '"',
+        [*COMMON_TABLES, "new\nline", PG_MAX, PG_MAX_UNICODE],
+        schema='s"; DROP TABLE public.canary; --',
     ),
     # MariaDB: names cannot end with a space or hold a NUL; `/` and `\` are fine.
-    "mariadb": Dialect(
-        "mariadb", "`", [*COMMON_TABLES, "x`; DROP TABLE canary; --", MARIADB_MAX], MARIADB_MAX
-    ),
+    "mariadb": Dialect("mariadb", "`", [*COMMON_TABLES, "x`; DROP TABLE canary; --", MARIADB_MAX]),
     # SQLite: names are case-insensitive (`MixedCase` is `mixedcase`) and have no length limit.
     "sqlite": Dialect(
         "sqlite",
         '"',
         [*(t for t in COMMON_TABLES if t != "mixedcase"), "new\nline", "[bracket]", "L" * 300],
-        "L" * 300,
     ),
 }
 
@@ -141,8 +151,10 @@ class StatementLog:
             self.statements.append(statement)
 
 
-def replayed(dialect_name: str, ddl: list[str], tmp_path: Path) -> set[str]:
-    """Run the stored DDL in an empty database; returns the names of the tables it made."""
+def replayed(dialect: Dialect, ddl: list[str], tmp_path: Path) -> set[tuple[str, str]]:
+    """Run the stored DDL in an empty database; returns the (schema, name) of the tables made,
+    schema None for the default one."""
+    dialect_name = dialect.name
     if dialect_name == "sqlite":
         server, uri = None, f"sqlite:///{tmp_path / 'replay.db'}"
     else:
@@ -153,9 +165,16 @@ def replayed(dialect_name: str, ddl: list[str], tmp_path: Path) -> set[str]:
     try:
         with engine.begin() as conn:
             cursor = conn.connection.dbapi_connection.cursor()
+            if dialect.schema:
+                cursor.execute(f"CREATE SCHEMA {dialect.q(dialect.schema)}")
             for statement in ddl:
                 cursor.execute(statement)  # no parameters: the driver reads `%` as itself
-        return set(sa.inspect(engine).get_table_names())
+        inspector = sa.inspect(engine)
+        return {
+            (schema, name)
+            for schema in [None, *([dialect.schema] if dialect.schema else [])]
+            for name in inspector.get_table_names(schema=schema)
+        }
     finally:
         engine.dispose()
         if server is not None:
@@ -177,7 +196,12 @@ def test_hostile_names_are_catalogued_exactly_and_inject_nothing(
 ):
     dialect_name, uri = hostile_source
     dialect = DIALECTS[dialect_name]
-    connection_id = store.add_connection(alias=f"hostile-{dialect_name}", connection_uri=uri).id
+    default = {"postgresql": "public", "sqlite": "main"}.get(dialect_name)
+    default = default or sa.make_url(uri).database  # MariaDB: the database is the schema
+    schemas = [default, dialect.schema] if dialect.schema else None
+    connection_id = store.add_connection(
+        alias=f"hostile-{dialect_name}", connection_uri=uri, schemas=schemas
+    ).id
     database = sa.make_url(uri).database
 
     with StatementLog(Path(database).name if dialect_name == "sqlite" else database) as log:
@@ -186,8 +210,7 @@ def test_hostile_names_are_catalogued_exactly_and_inject_nothing(
         runs.refresh(connection_id, trigger="cli")  # nothing changed: nothing to write
 
     rows = store.list_descriptions(connection_id)
-    expected = {"canary", *dialect.tables, "view " + INJECTION}
-    assert {d.table_name for d in rows} == expected
+    assert {(d.schema_name, d.table_name) for d in rows} == dialect.expected(default)
     assert duplicates(store, connection_id) == []
     failed = {d.table_name: d.error_message for d in rows if d.status != Status.SCANNED}
     assert failed == {}
@@ -195,13 +218,20 @@ def test_hostile_names_are_catalogued_exactly_and_inject_nothing(
     for row in rows:
         if row.table_name == "canary":
             continue
+        if row.schema_name == dialect.schema:
+            assert [c.name for c in row.columns] == ["id"]
+            continue
         assert [c.name for c in row.columns] == ["id", *COLUMNS], row.table_name
         if row.table_type.value == "TABLE":
             [example] = row.examples
             assert set(example) == {"id", *COLUMNS}  # `$where`, `a.b` kept as keys
             assert example["password"] == "*****" and example["it's"] == "v"
-    tables = {d.table_name: d.table_schema for d in rows if d.table_type.value == "TABLE"}
-    assert replayed(dialect_name, list(tables.values()), tmp_path) == set(tables)
+    tables = {
+        (None if d.schema_name == default else d.schema_name, d.table_name): d.table_schema
+        for d in rows
+        if d.table_type == "TABLE"
+    }
+    assert replayed(dialect, list(tables.values()), tmp_path) == set(tables)
     assert canary_rows(uri) == [(1, "still here")]
     writes = [s for s in log.statements if not READS.match(s)]
     assert log.statements and writes == []
