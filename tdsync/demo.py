@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -119,10 +120,8 @@ def run_demo(console: Console | None = None) -> None:
 
     console.rule("[bold]1. A shop database, registered and refreshed")
     build_shop(db_path)
-    try:
+    with contextlib.suppress(ConnectionNotFound):
         store.delete_connection(ALIAS)
-    except ConnectionNotFound:
-        pass
     conn = store.add_connection(alias=ALIAS, connection_uri=f"sqlite:///{db_path}")
     console.print(f"registered [cyan]{conn.alias}[/] ({conn.connection_uri}) as {conn.id}")
     _refresh(console, store, conn.id, trips)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
@@ -49,10 +50,8 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.uri.rstrip("/") + "/?retryWrites=false"
     finally:
         # Without the shutdown, stop() waits 2 s and leaves its accept thread behind.
-        try:
+        with contextlib.suppress(OSError):
             server._socket.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         server.stop()
 
 

@@ -166,6 +166,7 @@ def test_schedule_and_sensors_are_on_by_default(dev: Dev):
         "settle_cancelled_runs": "RUNNING",
         "sync_connection_partitions": "RUNNING",
         "check_table_descriptions": "RUNNING",
+        "settle_orphaned_runs": "RUNNING",
     }
 
 
