@@ -6,6 +6,7 @@ second server on the same folder is impossible (SecantusDB refuses a data folder
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -21,6 +22,7 @@ from pymongo.errors import PyMongoError
 from tdsync.errors import ConfigurationError
 
 START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 30.0
 
 
 def embedded_uri(home: Path) -> str:
@@ -51,9 +53,16 @@ def stop_embedded(home: Path) -> bool:
         os.kill(state["pid"], 15)
     except ProcessLookupError:
         return False
-    deadline = time.monotonic() + 10
+    # A clean stop drains client connections (up to ~7 s) and checkpoints storage; give it time
+    # on a loaded machine, and only then kill it (acknowledged writes are journaled).
+    deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline and _alive(state["pid"]):
         time.sleep(0.05)
+    if _alive(state["pid"]):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state["pid"], 9)
+        while _alive(state["pid"]):
+            time.sleep(0.05)
     (folder / "server.json").unlink(missing_ok=True)
     return True
 
