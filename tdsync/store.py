@@ -645,6 +645,15 @@ class CatalogueStore:
             }
         }
         scannable = {"db_connection_id": connection_id, "status": {"$ne": Status.DEPRECATED.value}}
+        # Rows this run holds already (request_scan claims them before it starts the run, whose
+        # first step claims again) with half their lease left are not written again: the store
+        # pays ~0.4 ms per row written, 4-6 s for 10,000 rows.
+        now = utcnow()
+        scannable["$or"] = [
+            {"scan_run_id": {"$ne": run_id}},
+            {"status": {"$ne": Status.SYNCHRONIZING.value}},
+            {"scan_lease_expires_at": {"$lt": now + (lease_expires_at - now) / 2}},
+        ]
         fields = {k: 1 for k in ("schema_name", "table_name", "table_type", "status")}
         with storage_errors():
             if ids is None:

@@ -46,6 +46,7 @@ class ScanRecorder:
         self.drifted: list[tuple[ScanTarget, Any]] = []
         self.failures: dict[str, str] = {}
         self._unsaved: list[TableScan] = []
+        self._unsaved_failed = 0  # failures in _unsaved (counted, not summed at every result)
         self._oldest_unsaved = 0.0
         self._logged_at = self._renewed_at = self.started
         self._lock = threading.Lock()  # the buffer and counters
@@ -73,10 +74,11 @@ class ScanRecorder:
             if not self._unsaved:
                 self._oldest_unsaved = time.monotonic()
             self._unsaved.append(result)
+            self._unsaved_failed += not result.ok
             self.done += 1
             if len(self._unsaved) >= self.save_every:
                 self._wake.set()
-            failed_so_far = self.failed + sum(1 for r in self._unsaved if not r.ok)
+            failed_so_far = self.failed + self._unsaved_failed
         if not result.ok:
             if len(self.failures) < 20:
                 self.warn(f"{name} failed: {result.error}")
@@ -99,6 +101,7 @@ class ScanRecorder:
         with self._saving:
             with self._lock:
                 batch, self._unsaved = self._unsaved, []
+                batch_failed, self._unsaved_failed = self._unsaved_failed, 0
             if not batch:
                 return
             try:
@@ -106,6 +109,7 @@ class ScanRecorder:
             except BaseException:
                 with self._lock:  # kept for the next attempt; rows saved already are skipped
                     self._unsaved[:0] = batch
+                    self._unsaved_failed += batch_failed
                 raise
             with self._lock:
                 self.scanned += saved.scanned

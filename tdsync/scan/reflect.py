@@ -261,18 +261,19 @@ def _build(
             col["type"] = _RawType(raw_types.get((name, col["name"]), ""))
     pk_cols = list((raw.pk or {}).get("constrained_columns") or [])
     fk_of = _foreign_keys_by_column(dialect, schema, raw.fks)
+    type_names = [_compiled_type(col["type"], dialect) for col in raw.columns]
     columns = [
         ColumnDescription(
             name=col["name"],
-            data_type=_type_name(col["type"], dialect),
+            data_type=type_name if type_name is not None else type(col["type"]).__name__.upper(),
             is_primary_key=col["name"] in pk_cols,
             nullable=bool(col.get("nullable", True)) and col["name"] not in pk_cols,
             foreign_key=fk_of.get(col["name"]),
         )
-        for col in raw.columns
+        for col, type_name in zip(raw.columns, type_names, strict=True)
     ]
     if kind == TableType.TABLE:
-        ddl = _table_ddl(dialect, schema, name, raw)
+        ddl = _table_ddl(dialect, schema, name, raw, type_names)
     elif definition:
         ddl = _view_ddl(dialect, schema, name, kind, definition)
     else:
@@ -308,7 +309,91 @@ def _foreign_keys_by_column(
     return found
 
 
-def _table_ddl(dialect: Dialect, schema: str | None, name: str, raw: _Raw) -> str:
+def _table_ddl(
+    dialect: Dialect, schema: str | None, name: str, raw: _Raw, type_names: list[str | None]
+) -> str:
+    """CREATE TABLE of a reflected table; `type_names` are its columns' compiled types."""
+    if dialect.name == "postgresql":
+        try:
+            fast = _plain_pg_table_ddl(dialect, schema, name, raw, type_names)
+        except Exception:  # the general path below renders it, or raises its own error
+            fast = None
+        if fast is not None:
+            return fast
+    return _compiled_table_ddl(dialect, schema, name, raw)
+
+
+# Column keys the plain PostgreSQL rendering handles; any other (computed, identity, dialect
+# options) takes the general path.
+_PLAIN_COLUMN_KEYS = frozenset({"name", "type", "nullable", "default", "autoincrement", "comment"})
+
+
+def _plain_pg_table_ddl(
+    dialect: Dialect, schema: str | None, name: str, raw: _Raw, type_names: list[str | None]
+) -> str | None:
+    """CREATE TABLE of a plain PostgreSQL table, rendered straight from the reflected dicts with
+    the dialect's own preparer and type compiler: the very text `_compiled_table_ddl` gives, at a
+    fraction of the cost (building and compiling SQLAlchemy Table objects was ~0.7 ms a table, a
+    third of a metadata-only scan). None for anything beyond plain columns, key and unique
+    constraints (serial or identity columns, defaults, enums, constraint options): those take the
+    general path."""
+    preparer = dialect.identifier_preparer
+    quote = preparer.quote
+    lines = []
+    for col, type_name in zip(raw.columns, type_names, strict=True):
+        type_ = col["type"]
+        if (
+            type_name is None
+            or not _PLAIN_COLUMN_KEYS.issuperset(col)
+            or col.get("autoincrement") is not False
+            or not isinstance(col.get("nullable"), bool)
+            or (col.get("default") is not None and "nextval(" not in str(col["default"]))
+            or (isinstance(type_, sa.types.SchemaType) and not _plain_boolean(type_))
+        ):
+            return None
+        spec = f"{quote(col['name'])} {type_name}"
+        lines.append(spec if col["nullable"] else f"{spec} NOT NULL")
+    constraints = []
+    pk = raw.pk or {}
+    if pk.get("constrained_columns"):
+        constraints.append(
+            _constraint_name(preparer, pk.get("name"))
+            + f"PRIMARY KEY ({', '.join(quote(c) for c in pk['constrained_columns'])})"
+        )
+    for fk in raw.fks:
+        if any(v is not None for v in (fk.get("options") or {}).values()):
+            return None
+        constraints.append(
+            _constraint_name(preparer, fk.get("name"))
+            + f"FOREIGN KEY({', '.join(quote(c) for c in fk['constrained_columns'])}) "
+            f"REFERENCES {_qualified(dialect, fk.get('referred_schema'), fk['referred_table'])} "
+            f"({', '.join(quote(c) for c in fk['referred_columns'])})"
+        )
+    for unique in raw.uniques:
+        if unique.get("duplicates_index"):
+            continue
+        if any((unique.get("dialect_options") or {}).values()) or not unique["column_names"]:
+            return None
+        constraints.append(
+            _constraint_name(preparer, unique.get("name"))
+            + f"UNIQUE ({', '.join(quote(c) for c in unique['column_names'])})"
+        )
+    body = ", \n\t".join(lines + constraints)
+    return f"CREATE TABLE {_qualified(dialect, schema, name)} (\n\t{body}\n)"
+
+
+def _plain_boolean(type_: Any) -> bool:
+    # A Boolean renders a CHECK constraint only when asked to; a reflected one never is.
+    return isinstance(type_, sa.Boolean) and not type_.create_constraint
+
+
+def _constraint_name(preparer: Any, name: str | None) -> str:
+    if name is None:
+        return ""
+    return f"CONSTRAINT {preparer.truncate_and_render_constraint_name(name)} "
+
+
+def _compiled_table_ddl(dialect: Dialect, schema: str | None, name: str, raw: _Raw) -> str:
     metadata = sa.MetaData()
     table = sa.Table(name, metadata, *(_column(c) for c in raw.columns), schema=schema)
     if raw.pk and raw.pk.get("constrained_columns"):
@@ -365,11 +450,12 @@ def _column(col: dict[str, Any]) -> sa.Column:
     return sa.Column(col["name"], col["type"], *args, **kwargs)
 
 
-def _type_name(type_: Any, dialect: Dialect) -> str:
+def _compiled_type(type_: Any, dialect: Dialect) -> str | None:
+    """The type as the dialect renders it in DDL; None when it cannot render it."""
     try:
         return str(type_.compile(dialect=dialect))
     except Exception:
-        return type(type_).__name__.upper()
+        return None
 
 
 def _qualified(dialect: Dialect, schema: str | None, name: str) -> str:

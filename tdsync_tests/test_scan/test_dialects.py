@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from tdsync.models import ForeignKey
-from tdsync.scan import TableScan, scan_tables
+from tdsync.scan import ScanOptions, TableScan, scan_tables
 from tdsync_tests.test_scan.conftest import (
     DIALECTS,
     HOSTILE_TABLE,
@@ -172,3 +172,35 @@ def test_generated_ddl_runs_on_a_fresh_database_of_the_same_dialect(scanned) -> 
         engine.dispose()
     assert pending == {}, {name: failures.get(name) for name in pending}
     assert {"customers", "orders", "order_lines", HOSTILE_TABLE, "active_customers"} <= created
+
+
+def test_plain_postgresql_ddl_is_the_text_sqlalchemy_compiles(sources_of, monkeypatch) -> None:
+    """The scan renders plain PostgreSQL tables itself (for speed): the very text SQLAlchemy's
+    CreateTable gives, hostile names and all; other tables still go through SQLAlchemy."""
+    from tdsync.scan import reflect
+
+    uri, schemas = sources_of("postgresql").shop()
+    targets = live_targets(uri, schemas)
+    metadata_only = ScanOptions(example_rows=0, max_categories=0)
+    plain_rendered = []
+    render = reflect._plain_pg_table_ddl
+
+    def counted(*args):
+        ddl = render(*args)
+        if ddl is not None:
+            plain_rendered.append(ddl)
+        return ddl
+
+    monkeypatch.setattr(reflect, "_plain_pg_table_ddl", counted)
+    fast = {
+        r.target.qualified_name: r.table_schema
+        for r in scan_tables(uri, targets, options=metadata_only)
+    }
+    monkeypatch.setattr(reflect, "_plain_pg_table_ddl", lambda *args: None)
+    compiled = {
+        r.target.qualified_name: r.table_schema
+        for r in scan_tables(uri, targets, options=metadata_only)
+    }
+    assert fast == compiled
+    assert len(plain_rendered) >= 3
+    assert any(HOSTILE_TABLE.replace('"', '""') in ddl for ddl in plain_rendered)

@@ -248,3 +248,28 @@ def test_no_password_reaches_error_messages_exceptions_or_dagster_events(
     for run_id in run_ids:
         seen += [str(entry) for entry in instance.all_logs(run_id)]
     assert all(password not in text for text in seen)
+
+
+def test_a_second_claim_by_the_same_run_rewrites_only_rows_short_of_lease(
+    store: CatalogueStore, tmp_path: Path
+) -> None:
+    """request_scan claims the rows, then the run it starts claims them again: rows that run
+    holds with half their lease left are not written twice (each write costs the store)."""
+    connection_id = catalogue(store, sqlite_source(tmp_path / "shop.db", *SQLITE_SHOP))
+    run_id = str(uuid.uuid4())
+
+    def leases() -> set[float]:
+        docs = store.descriptions.find({"db_connection_id": connection_id, "scan_run_id": run_id})
+        return {round(d["scan_lease_expires_at"].timestamp()) for d in docs}
+
+    first = utcnow() + timedelta(seconds=900)
+    claimed = store.claim_for_scan(connection_id, None, run_id=run_id, lease_expires_at=first)
+    again = store.claim_for_scan(
+        connection_id, None, run_id=run_id, lease_expires_at=first + timedelta(seconds=60)
+    )
+    assert [t.id for t in again] == [t.id for t in claimed]
+    assert {t.status for t in again} == {Status.SYNCHRONIZING}
+    assert leases() == {round(first.timestamp())}
+    longer = utcnow() + timedelta(seconds=3600)  # the rows have less than half of it left
+    store.claim_for_scan(connection_id, None, run_id=run_id, lease_expires_at=longer)
+    assert leases() == {round(longer.timestamp())}
