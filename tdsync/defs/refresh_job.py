@@ -38,7 +38,7 @@ def load_connection(
 ) -> ConnectionRef:
     with failures_as_dagster():
         conn = catalogue.get_store().get_connection(config.db_connection_id)
-    _tag_run(context, conn.id)
+    tag_run(context, conn.id)
     hold_connection_lease(context, catalogue.get_store(), conn.id)
     context.log.info(
         f"connection {conn.alias} ({conn.dialect}), schemas: {conn.schemas or 'default'}"
@@ -116,7 +116,7 @@ def _names(keys) -> dg.MetadataValue:
     return dg.MetadataValue.json(shown)
 
 
-def _tag_run(context: dg.OpExecutionContext, connection_id: str) -> None:
+def tag_run(context: dg.OpExecutionContext, connection_id: str) -> None:
     # Runs launched from the UI only carry the connection in their config; tag them so that
     # run lists filter and per-connection concurrency see them like every other trigger's.
     if context.run.tags.get(CONNECTION_TAG) != connection_id:

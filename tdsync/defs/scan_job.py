@@ -16,7 +16,7 @@ from tdsync.defs.leases import (
     hold_connection_lease,
     release_connection_lease,
 )
-from tdsync.defs.refresh_job import TRIGGER_TAG, ConnectionRef, _tag_run
+from tdsync.defs.refresh_job import TRIGGER_TAG, ConnectionRef, tag_run
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
 from tdsync.errors import TdsyncError
 from tdsync.models import utcnow
@@ -52,7 +52,7 @@ def start_scan(
     with failures_as_dagster():
         store = catalogue.get_store()
         conn = store.get_connection(config.db_connection_id)
-        _tag_run(context, conn.id)
+        tag_run(context, conn.id)
         hold_connection_lease(context, store, conn.id)
         now = utcnow()
         expired = store.expire_scan_leases(conn.id, now)
