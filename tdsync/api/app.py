@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Security
 
+from tdsync import runs
 from tdsync.api.auth import ApiKeyMiddleware, bearer_scheme
 from tdsync.api.deps import ApiState
 from tdsync.api.errors import CatchAllMiddleware, error_responses, install_error_handlers
@@ -28,7 +29,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Warm up in the background: start-up must not wait for (or fail on) an absent MongoDB.
         threading.Thread(target=_warm_up, args=(state,), name="tdsync-warm-up", daemon=True).start()
         yield
-        state.close()
 
     app = FastAPI(
         title="tdsync",
@@ -63,7 +63,7 @@ def _warm_up(state: ApiState) -> None:
     store's lock for a whole server-selection timeout and make that request wait twice as long.
     """
     try:
-        state.dagster_instance()
+        runs.instance()
         if state.settings.embedded:
             state.store()
     except TdsyncError as exc:

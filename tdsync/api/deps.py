@@ -1,4 +1,7 @@
-"""What the routes share: settings, the catalogue store, the Dagster instance, refresh flights."""
+"""What the routes share: settings, the catalogue store, refresh flights.
+
+The Dagster instance is `tdsync.runs.instance()`, one per process and home, owned there.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,8 @@ import threading
 import time
 from typing import Annotated
 
-import dagster as dg
 from fastapi import Depends, Request
 
-from tdsync import runs
 from tdsync.api.single_flight import SingleFlight
 from tdsync.catalogue import shared_store
 from tdsync.config import Settings
@@ -21,14 +22,12 @@ STORE_RETRY_S = 1.0
 
 
 class ApiState:
-    """Per-app state. The store and the Dagster instance open lazily: the API starts (and
-    answers 503 from /health) even when MongoDB is down, and reconnects when it is back."""
+    """Per-app state. The store opens lazily: the API starts (and answers 503 from /health)
+    even when MongoDB is down, and reconnects when it is back."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.refreshes = SingleFlight()
-        self._lock = threading.Lock()
-        self._instance: dg.DagsterInstance | None = None
         self._store_lock = threading.Lock()
         self._store: CatalogueStore | None = None
         self._store_failure: tuple[float, TdsyncError] | None = None
@@ -50,19 +49,6 @@ class ApiState:
                 self._store_failure = (time.monotonic(), exc)
                 raise
             return self._store
-
-    def dagster_instance(self) -> dg.DagsterInstance:
-        # One instance for the process: opening one per run costs ~50 ms of every refresh.
-        with self._lock:
-            if self._instance is None:
-                self._instance = runs.instance()
-            return self._instance
-
-    def close(self) -> None:
-        with self._lock:
-            if self._instance is not None:
-                self._instance.dispose()
-                self._instance = None
 
 
 def api_state(request: Request) -> ApiState:

@@ -38,7 +38,7 @@ async def refresh_table_descriptions(body: RefreshRequest, state: State) -> list
 
 
 def _refresh(state: ApiState, connection_id: str) -> list[TableDescription]:
-    runs.refresh(connection_id, trigger=WEBHOOK_TRIGGER, dagster_instance=state.dagster_instance())
+    runs.refresh(connection_id, trigger=WEBHOOK_TRIGGER)
     return state.store().list_descriptions(connection_id)
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from tdsync import runs
-from tdsync.api.deps import ApiState, State
+from tdsync.api.deps import State
 from tdsync.api.errors import error_responses
 from tdsync.api.schemas import ObjectIdStr
 from tdsync.models import TableDescription
@@ -57,10 +57,6 @@ def sync_schemas(body: SyncSchemasRequest, state: State) -> list[TableDescriptio
         db_connection_id=body.db_connection_id,
         ids=body.ids,
         table_names=body.table_names,
-        refresh=lambda connection_id: _refresh(state, connection_id),
+        # runs.refresh joins a refresh of the connection already running rather than repeating it.
+        refresh=lambda connection_id: runs.refresh(connection_id, trigger=WEBHOOK_TRIGGER),
     )
-
-
-def _refresh(state: ApiState, connection_id: str) -> None:
-    # runs.refresh joins a refresh of the connection already running rather than repeating it.
-    runs.refresh(connection_id, trigger=WEBHOOK_TRIGGER, dagster_instance=state.dagster_instance())
