@@ -19,10 +19,8 @@ import json
 import os
 import platform
 import shutil
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +31,10 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from api_process import process_cpu_s, start_api  # noqa: E402
+
 RESULT = HERE / "results" / "api_refresh.json"
 TARGET_RATIO = 2.0
 REFRESH = "/api/v1/table-descriptions/refresh"
@@ -51,7 +53,7 @@ def main() -> int:
     api = None
     try:
         source = _sqlite_with_tables(root / "source.db", args.tables)
-        api, url = _start_api(env, root / "api.log")
+        api, url = start_api(env, root / "api.log")
         with httpx.Client(base_url=url, timeout=120) as client:
             created = client.post(
                 "/api/v1/database-connections",
@@ -73,9 +75,9 @@ def main() -> int:
                 empty_job()
             refresh_s, empty_s, refresh_cpu, empty_cpu = [], [], [], []
             for _ in range(args.iterations):
-                cpu = _process_cpu_s(api.pid)
+                cpu = process_cpu_s(api.pid)
                 refresh_s.append(_timed(refresh_post))
-                refresh_cpu.append(_process_cpu_s(api.pid) - cpu)
+                refresh_cpu.append(process_cpu_s(api.pid) - cpu)
                 cpu = time.process_time()
                 empty_s.append(_timed(empty_job))
                 empty_cpu.append(time.process_time() - cpu)
@@ -140,33 +142,6 @@ def _sqlite_with_tables(path: Path, count: int) -> Path:
     return path
 
 
-def _start_api(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    tdsync = Path(sys.executable).with_name("tdsync")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(tdsync), "api", "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tdsync api exited:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=10).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)  # polling a port with a deadline
-    proc.kill()
-    raise RuntimeError("tdsync api did not become healthy in 120 s")
-
-
 def _empty_job_runner(connection_id: str):
     """The refresh job's shape (load -> list -> diff -> write, the connection fanned out to
     all), with ops that do nothing, run by tdsync.runs.execute on the same instance."""
@@ -209,12 +184,6 @@ def _empty_job_runner(connection_id: str):
         )
 
     return run
-
-
-def _process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process, all threads (Linux /proc; 10 ms ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _timed(action) -> float:

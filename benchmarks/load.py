@@ -25,10 +25,8 @@ import json
 import os
 import platform
 import shutil
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,6 +38,10 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from api_process import process_cpu_s, start_api  # noqa: E402
+
 RESULT = HERE / "results" / "load.json"
 REFRESH = "/api/v1/table-descriptions/refresh"
 LIST = "/api/v1/table-descriptions"
@@ -183,7 +185,7 @@ def main() -> int:
         with sqlite3.connect(source) as db:
             for i in range(args.tables):
                 db.execute(f"CREATE TABLE table_{i:03} (id INTEGER PRIMARY KEY, name TEXT)")
-        api, url = _start_api(env, root / "api.log")
+        api, url = start_api(env, root / "api.log")
         connection_ids = []
         with httpx.Client(base_url=url, timeout=120) as client:
             for i in range(args.connections):
@@ -195,7 +197,7 @@ def main() -> int:
                 connection_ids.append(created.json()["id"])
                 body = {"db_connection_id": connection_ids[-1]}
                 client.post(REFRESH, json=body).raise_for_status()
-        cpu_before = _process_cpu_s(api.pid)
+        cpu_before = process_cpu_s(api.pid)
         result = run_load(
             url,
             connection_ids,
@@ -203,7 +205,7 @@ def main() -> int:
             requests=args.requests,
             deadline_s=args.deadline_s,
         )
-        api_cpu_s = _process_cpu_s(api.pid) - cpu_before
+        api_cpu_s = process_cpu_s(api.pid) - cpu_before
         keys = [(c, *k) for c in connection_ids for k in stored_keys(env, c)]
         runs = _refresh_runs(env)
     finally:
@@ -261,38 +263,6 @@ def _refresh_runs(env: dict[str, str]) -> int:
         return instance.get_runs_count(dg.RunsFilter(job_name="refresh_table_descriptions"))
     finally:
         instance.dispose()
-
-
-def _start_api(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    tdsync = Path(sys.executable).with_name("tdsync")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(tdsync), "api", "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tdsync api exited:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=10).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)  # polling a port with a deadline
-    proc.kill()
-    raise RuntimeError("tdsync api did not become healthy in 120 s")
-
-
-def _process_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
