@@ -24,8 +24,9 @@ from tdsync.errors import (
     StorageUnavailable,
     TableDescriptionNotFound,
 )
-from tdsync.models import Status, TableType, new_description_doc
+from tdsync.models import ColumnDescription, Status, TableType, new_description_doc
 from tdsync.refresh import Listing, LiveTable, plan_refresh
+from tdsync.scan import TableScan
 from tdsync.store import CatalogueStore, mongo_client
 from tdsync_tests.test_refresh_rules import live_listings
 
@@ -369,6 +370,101 @@ def test_expired_scan_lease_fails_with_a_message_and_a_live_one_is_left_alone(
     assert stuck.status == Status.FAILED
     assert "lease expired" in stuck.error_message
     assert statuses(store, cid)["busy"] == "SYNCHRONIZING"
+
+
+# -- saving scan results ------------------------------------------------------------------------
+
+
+def scanned(target, *names: str) -> TableScan:
+    return TableScan(
+        target, columns=[ColumnDescription(name=n, data_type="INTEGER") for n in names]
+    )
+
+
+def test_a_first_scan_is_saved_without_reading_rows_and_a_rescan_keeps_people_columns(
+    counted,
+) -> None:
+    store, log = counted
+    cid = str(ObjectId())
+    refresh_with(store, cid, public("orders"))
+    later = NOW + timedelta(hours=1)
+    (target,) = store.claim_for_scan(cid, None, run_id="first", lease_expires_at=later)
+    assert target.scanned_before is False
+    log.clear()
+    saved = store.save_scans("first", [scanned(target, "id", "total")], NOW)
+    assert saved.scanned == 1
+    assert log.on("table_descriptions") == ["update"]  # the row was not read first
+    (row,) = store.list_descriptions(cid)
+    assert row.status == Status.SCANNED and [c.name for c in row.columns] == ["id", "total"]
+
+    store.update_description(row.id, {"columns.1.description": "in cents"})
+    (target,) = store.claim_for_scan(cid, None, run_id="second", lease_expires_at=later)
+    assert target.scanned_before is True
+    log.clear()
+    saved = store.save_scans("second", [scanned(target, "id", "total", "paid")], NOW)
+    assert saved.scanned == 1 and len(saved.drift) == 1
+    assert log.on("table_descriptions") == ["find", "update"]  # read: people's columns are merged
+    (row,) = store.list_descriptions(cid)
+    assert [(c.name, c.description) for c in row.columns] == [
+        ("id", None),
+        ("total", "in cents"),
+        ("paid", None),
+    ]
+
+
+class EditAfterFirstRead:
+    """The descriptions collection, with a person's edit landing just after the scan's read."""
+
+    def __init__(self, collection: Any, edit: Any) -> None:
+        self._collection, self._edit = collection, edit
+
+    def find(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        docs = list(self._collection.find(*args, **kwargs))
+        edit, self._edit = self._edit, None
+        if edit is not None:
+            edit()
+        return docs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+
+def test_a_column_described_while_its_scan_is_saved_keeps_its_description(
+    store: CatalogueStore,
+) -> None:
+    cid = str(ObjectId())
+    refresh_with(store, cid, public("orders"))
+    later = NOW + timedelta(hours=1)
+    (target,) = store.claim_for_scan(cid, None, run_id="first", lease_expires_at=later)
+    store.save_scans("first", [scanned(target, "id", "total")], NOW)
+    (target,) = store.claim_for_scan(cid, None, run_id="second", lease_expires_at=later)
+    edit = lambda: store.update_description(target.id, {"columns.1.description": "in cents"})  # noqa: E731
+    store.descriptions = EditAfterFirstRead(store.descriptions, edit)
+
+    saved = store.save_scans("second", [scanned(target, "id", "total", "paid")], NOW)
+
+    assert saved.scanned == 1
+    (row,) = store.list_descriptions(cid)
+    assert row.status == Status.SCANNED
+    assert [(c.name, c.description) for c in row.columns] == [
+        ("id", None),
+        ("total", "in cents"),
+        ("paid", None),
+    ]
+
+
+def test_a_scan_saves_nothing_on_rows_a_newer_scan_took_over(store: CatalogueStore) -> None:
+    cid = str(ObjectId())
+    refresh_with(store, cid, public("orders", "users"))
+    later = NOW + timedelta(hours=1)
+    old = store.claim_for_scan(cid, None, run_id="old", lease_expires_at=later)
+    store.claim_for_scan(cid, None, run_id="new", lease_expires_at=later)
+    saved = store.save_scans("old", [scanned(t, "id") for t in old], NOW)
+    assert (saved.scanned, saved.failed) == (0, 0)
+    rows = store.descriptions.find({"db_connection_id": cid})
+    assert {(r["status"], r["scan_run_id"], r.get("columns") or None) for r in rows} == {
+        ("SYNCHRONIZING", "new", None)
+    }
 
 
 def test_descriptions_are_listed_sorted_by_schema_then_table(store: CatalogueStore) -> None:

@@ -29,6 +29,9 @@ class ScanTarget:
     table_name: str
     table_type: TableType
     status: Status = Status.NOT_SCANNED
+    # False when the row has never been scanned, so it has no columns yet (people describe
+    # columns a scan listed): its result is saved without reading the row first.
+    scanned_before: bool = True
 
     @property
     def qualified_name(self) -> str:
