@@ -66,6 +66,13 @@ class ConnectionBusy(TdsyncError):
     http_status = 409
 
 
+class RequestTooLarge(TdsyncError):
+    """An API request body over the API's limit, refused before it is read whole."""
+
+    error_code = "request_too_large"
+    http_status = 413
+
+
 class StorageUnavailable(TdsyncError):
     error_code = "storage_unavailable"
     http_status = 503
@@ -94,6 +101,7 @@ ERRORS_BY_CODE: dict[str, type[TdsyncError]] = {
         InvalidDatabaseConnection,
         EmptyDatabase,
         ConnectionBusy,
+        RequestTooLarge,
         StorageUnavailable,
         Unauthorized,
         ConfigurationError,

@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI, Security
 
 from tdsync import runs
 from tdsync.api.auth import ApiKeyMiddleware, bearer_scheme
+from tdsync.api.body_limit import BodyLimitMiddleware
 from tdsync.api.deps import ApiState
 from tdsync.api.errors import CatchAllMiddleware, error_responses, install_error_handlers
 from tdsync.api.routes import connections, descriptions, health, scan
@@ -43,13 +44,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # this server really asks for.
     api = APIRouter(
         dependencies=[Security(bearer_scheme)] if settings.api_key else [],
-        responses=error_responses(*((401,) if settings.api_key else ()), 422, 503),
+        responses=error_responses(*((401,) if settings.api_key else ()), 413, 422, 503),
     )
     for module in (connections, descriptions, scan):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
 
+    app.add_middleware(BodyLimitMiddleware)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(CatchAllMiddleware)  # added last: outermost, it sees every failure

@@ -57,6 +57,7 @@ _DESCRIPTIONS = {
     401: "unauthorized: TDSYNC_API_KEY is set and the bearer token is missing or wrong",
     404: "database_connection_not_found or table_description_not_found",
     409: "duplicate_alias, or connection_busy: another run of the connection did not finish in time",
+    413: "request_too_large: the request body is over the API's limit (16 MiB)",
     422: "validation_error",
     503: "storage_unavailable: the catalogue's MongoDB is unreachable",
 }
