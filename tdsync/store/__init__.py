@@ -1,0 +1,35 @@
+"""The one MongoDB access layer: connections, table descriptions, run leases and scans.
+
+CatalogueStore is one object over the catalogue's collections; its methods live with their concern:
+connections.py, descriptions.py (refresh reads and writes, people's edits), leases.py and scans.py.
+"""
+
+from tdsync.store.base import (
+    CONNECTIONS,
+    DESCRIPTIONS,
+    LEASES,
+    lease_expiry,
+    mongo_client,
+    object_id,
+    storage_errors,
+)
+from tdsync.store.connections import ConnectionsMixin
+from tdsync.store.descriptions import DescriptionsMixin
+from tdsync.store.leases import LeasesMixin
+from tdsync.store.scans import ScansMixin
+
+
+class CatalogueStore(ConnectionsMixin, DescriptionsMixin, LeasesMixin, ScansMixin):
+    """The catalogue in MongoDB. Open it with tdsync.catalogue (open_store, shared_store)."""
+
+
+__all__ = [
+    "CONNECTIONS",
+    "DESCRIPTIONS",
+    "LEASES",
+    "CatalogueStore",
+    "lease_expiry",
+    "mongo_client",
+    "object_id",
+    "storage_errors",
+]

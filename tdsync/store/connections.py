@@ -1,0 +1,120 @@
+"""Database connections: add, change, read (URI masked or decrypted), delete."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from tdsync.credentials import dialect_of, mask_uri
+from tdsync.cron import validate_refresh_schedule
+from tdsync.errors import ConnectionNotFound, DuplicateAlias
+from tdsync.models import DatabaseConnection, utcnow
+from tdsync.store.base import StoreBase, object_id, storage_errors
+
+
+class ConnectionsMixin(StoreBase):
+    """Registered database connections; their URIs are encrypted at rest."""
+
+    def add_connection(
+        self,
+        *,
+        alias: str,
+        connection_uri: str,
+        schemas: list[str] | None = None,
+        refresh_schedule: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> DatabaseConnection:
+        refresh_schedule = validate_refresh_schedule(refresh_schedule)
+        doc = {
+            "_id": ObjectId(),
+            "alias": alias,
+            "dialect": dialect_of(connection_uri),
+            "connection_uri": self.cipher.encrypt(connection_uri),
+            "schemas": schemas or None,
+            "refresh_schedule": refresh_schedule,
+            "metadata": metadata,
+            "created_at": utcnow(),
+            "last_refreshed_at": None,
+        }
+        with storage_errors():
+            try:
+                self._people_connections.insert_one(doc)
+            except DuplicateKeyError:
+                raise DuplicateAlias(
+                    f"alias {alias!r} is already taken", {"alias": alias}
+                ) from None
+        return self._connection(doc)
+
+    def update_connection(self, connection_id: str, **changes: Any) -> DatabaseConnection:
+        current = self._connection_doc(connection_id)
+        update: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key == "connection_uri":
+                update["dialect"] = dialect_of(value)
+                update["connection_uri"] = self.cipher.encrypt(value)
+            elif key == "schemas":
+                update["schemas"] = value or None
+            elif key == "refresh_schedule":
+                update[key] = validate_refresh_schedule(value)
+            else:
+                update[key] = value
+        if not update:
+            return self._connection(current)
+        with storage_errors():
+            try:
+                doc = self._people_connections.find_one_and_update(
+                    {"_id": current["_id"]}, {"$set": update}, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError:
+                alias = update.get("alias")
+                raise DuplicateAlias(
+                    f"alias {alias!r} is already taken", {"alias": alias}
+                ) from None
+        if doc is None:
+            raise ConnectionNotFound(f"database connection {connection_id!r} not found")
+        return self._connection(doc)
+
+    def get_connection(self, id_or_alias: str) -> DatabaseConnection:
+        return self._connection(self._connection_doc(id_or_alias))
+
+    def list_connections(self) -> list[DatabaseConnection]:
+        with storage_errors():
+            docs = list(self.connections.find().sort("alias", ASCENDING))
+        return [self._connection(d) for d in docs]
+
+    def connection_uri(self, connection_id: str) -> str:
+        """The decrypted URI: for opening an engine, never for display."""
+        return self.cipher.decrypt(self._connection_doc(connection_id)["connection_uri"])
+
+    def delete_connection(self, connection_id: str) -> None:
+        doc = self._connection_doc(connection_id)
+        with storage_errors():
+            self._people_descriptions.delete_many({"db_connection_id": str(doc["_id"])})
+            self._people_connections.delete_one({"_id": doc["_id"]})
+
+    def mark_refreshed(self, connection_id: str, now: datetime) -> None:
+        with storage_errors():
+            self.connections.update_one(
+                {"_id": object_id(connection_id)}, {"$max": {"last_refreshed_at": now}}
+            )
+
+    def _connection_doc(self, id_or_alias: str) -> dict[str, Any]:
+        query: dict[str, Any] = {"alias": id_or_alias}
+        if ObjectId.is_valid(id_or_alias):
+            query = {"$or": [{"_id": ObjectId(id_or_alias)}, {"alias": id_or_alias}]}
+        with storage_errors():
+            doc = self.connections.find_one(query)
+        if doc is None:
+            raise ConnectionNotFound(
+                f"database connection {id_or_alias!r} not found", {"db_connection_id": id_or_alias}
+            )
+        return doc
+
+    def _connection(self, doc: dict[str, Any]) -> DatabaseConnection:
+        return DatabaseConnection.from_doc(
+            doc, mask_uri(self.cipher.decrypt(doc["connection_uri"]))
+        )

@@ -1,0 +1,248 @@
+"""Table descriptions: the refresh's narrow read and bulk write, listing, people's edits.
+
+A refresh reads a connection's descriptions once (a narrow projection) and writes only what its
+plan changes, in one unordered bulk write of conditional updates: a write whose condition no longer
+holds (another refresh or a scan got there first) simply matches nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import InsertOne, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError
+
+from tdsync.errors import TableDescriptionNotFound, ValidationFailed
+from tdsync.models import Status, TableDescription, TableType, as_utc, new_description_doc
+from tdsync.refresh import LEASE_EXPIRED_MESSAGE, RefreshPlan, StoredTable
+from tdsync.store.base import DUPLICATE_KEY, StoreBase, object_id, storage_errors
+
+_STORED_FIELDS = {
+    "schema_name": 1,
+    "table_name": 1,
+    "table_type": 1,
+    "status": 1,
+    "scan_lease_expires_at": 1,
+}
+
+
+class DescriptionsMixin(StoreBase):
+    """What a refresh reads and writes, what the API lists, and people's edits."""
+
+    def stored_tables(self, connection_id: str) -> list[StoredTable]:
+        """What a refresh needs to know of the catalogue, in one narrow read."""
+        with storage_errors():
+            docs = self.descriptions.find(
+                {"db_connection_id": connection_id}, _STORED_FIELDS, batch_size=100_000
+            )
+            return [
+                StoredTable(
+                    id=str(d["_id"]),
+                    schema_name=d["schema_name"],
+                    table_name=d["table_name"],
+                    table_type=TableType(d.get("table_type") or TableType.TABLE),
+                    status=Status(d["status"]),
+                    lease_expires_at=as_utc(d.get("scan_lease_expires_at")),
+                )
+                for d in docs
+            ]
+
+    def apply_refresh(self, connection_id: str, plan: RefreshPlan, now: datetime) -> int:
+        """Write a refresh plan in one unordered bulk write; returns how many documents changed.
+
+        New tables are plain inserts (an insert costs SecantusDB a third of an upsert); one that a
+        concurrent refresh inserted first fails on the unique index and is left as it is."""
+        ops: list[InsertOne | UpdateOne] = [
+            InsertOne(
+                new_description_doc(
+                    db_connection_id=connection_id,
+                    schema_name=table.schema_name,
+                    table_name=table.table_name,
+                    table_type=table.table_type,
+                    now=now,
+                )
+            )
+            for table in plan.inserts
+        ]
+        for row in plan.deprecations:
+            ops.append(
+                UpdateOne(
+                    {"_id": ObjectId(row.id), "status": {"$ne": Status.DEPRECATED.value}},
+                    {"$set": {"status": Status.DEPRECATED.value, "last_refreshed_at": now}},
+                )
+            )
+        for restore in plan.restores:
+            ops.append(
+                UpdateOne(
+                    {"_id": ObjectId(restore.stored.id), "status": Status.DEPRECATED.value},
+                    {
+                        "$set": {
+                            "status": Status.NOT_SCANNED.value,
+                            "error_message": None,  # set only while FAILED (SPEC)
+                            "table_type": restore.table_type.value,
+                            "last_refreshed_at": now,
+                        }
+                    },
+                )
+            )
+        for retype in plan.retypes:
+            ops.append(
+                UpdateOne(
+                    {"_id": ObjectId(retype.stored.id)},
+                    {"$set": {"table_type": retype.table_type.value, "last_refreshed_at": now}},
+                )
+            )
+        for row in plan.expired_leases:
+            expiry = row.lease_expires_at.isoformat() if row.lease_expires_at else "unknown"
+            ops.append(
+                UpdateOne(
+                    {
+                        "_id": ObjectId(row.id),
+                        "status": Status.SYNCHRONIZING.value,
+                        "$or": [
+                            {"scan_lease_expires_at": {"$lte": now}},
+                            {"scan_lease_expires_at": None},
+                        ],
+                    },
+                    {
+                        "$set": {
+                            "status": Status.FAILED.value,
+                            "error_message": LEASE_EXPIRED_MESSAGE.format(expiry=expiry),
+                            "last_refreshed_at": now,
+                        },
+                        "$unset": {"scan_lease_expires_at": ""},
+                    },
+                )
+            )
+        if not ops:
+            return 0
+        with storage_errors():
+            try:
+                result = self.descriptions.bulk_write(ops, ordered=False)
+                return result.modified_count + result.inserted_count
+            except BulkWriteError as exc:
+                # A concurrent refresh inserted the same table first: the unique index did its job.
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                return exc.details.get("nModified", 0) + exc.details.get("nInserted", 0)
+
+    def list_descriptions(
+        self,
+        connection_id: str,
+        *,
+        schema_name: str | None = None,
+        table_name: str | None = None,
+        status: Status | None = None,
+    ) -> list[TableDescription]:
+        """A connection's descriptions sorted by (schema_name, table_name)."""
+        query: dict[str, Any] = {"db_connection_id": connection_id}
+        if schema_name is not None:
+            query["schema_name"] = schema_name
+        if table_name is not None:
+            query["table_name"] = table_name
+        if status is not None:
+            query["status"] = Status(status).value
+        with storage_errors():
+            conn = self.connections.find_one(
+                {"_id": object_id(connection_id)}, {"last_refreshed_at": 1}
+            )
+            docs = list(
+                self.descriptions.find(query, {"scan_lease_expires_at": 0}, batch_size=100_000)
+            )
+        refreshed = as_utc(conn.get("last_refreshed_at")) if conn else None
+        docs.sort(key=lambda d: (d["schema_name"], d["table_name"]))
+        return [_with_refresh_time(TableDescription.from_doc(d), refreshed) for d in docs]
+
+    def get_description(self, description_id: str) -> TableDescription:
+        with storage_errors():
+            doc = self.descriptions.find_one({"_id": object_id(description_id)})
+        if doc is None:
+            raise TableDescriptionNotFound(
+                f"table description {description_id!r} not found", {"id": description_id}
+            )
+        conn = self.connections.find_one(
+            {"_id": object_id(doc["db_connection_id"])}, {"last_refreshed_at": 1}
+        )
+        refreshed = as_utc(conn.get("last_refreshed_at")) if conn else None
+        return _with_refresh_time(TableDescription.from_doc(doc), refreshed)
+
+    def update_description(self, description_id: str, changes: dict[str, Any]) -> TableDescription:
+        """Set people's fields ($set paths prepared by the caller); returns the new document."""
+        with storage_errors():
+            doc = self._people_descriptions.find_one_and_update(
+                {"_id": object_id(description_id)},
+                {"$set": changes},
+                return_document=ReturnDocument.AFTER,
+            )
+        if doc is None:
+            raise TableDescriptionNotFound(
+                f"table description {description_id!r} not found", {"id": description_id}
+            )
+        return self.get_description(description_id)
+
+    def edit_description(
+        self,
+        description_id: str,
+        *,
+        fields: dict[str, Any],
+        columns: dict[str, dict[str, Any]],
+    ) -> TableDescription:
+        """Set top-level people's fields and, per named column, its people's fields, in one write.
+
+        Columns are addressed by name through array filters, so a scan rewriting other parts of
+        the document at the same moment loses nothing; a name that is not a column of the
+        description (checked in the same write) is a ValidationFailed naming it.
+        """
+        oid = object_id(description_id)
+        update = dict(fields)
+        array_filters = []
+        for i, (name, changes) in enumerate(columns.items()):
+            if not changes:
+                continue
+            array_filters.append({f"c{i}.name": name})
+            update.update({f"columns.$[c{i}].{key}": value for key, value in changes.items()})
+        query: dict[str, Any] = {"_id": oid}
+        if columns:
+            query["columns.name"] = {"$all": list(columns)}
+        with storage_errors():
+            if update:
+                doc = self._people_descriptions.find_one_and_update(
+                    query,
+                    {"$set": update},
+                    array_filters=array_filters or None,
+                    projection={"_id": 1},
+                )
+            else:
+                doc = self.descriptions.find_one(query, {"_id": 1})
+            if doc is not None:
+                return self.get_description(description_id)
+            current = self.descriptions.find_one({"_id": oid}, {"columns": 1})
+        if current is None:
+            raise TableDescriptionNotFound(
+                f"table description {description_id!r} not found", {"id": description_id}
+            )
+        known = [c.get("name") for c in current.get("columns") or []]
+        unknown = [name for name in columns if name not in known]
+        raise ValidationFailed(
+            f"unknown column(s) {', '.join(map(repr, unknown))}: not columns of this table "
+            "description (a scan lists them)",
+            {"unknown_columns": unknown, "known_columns": known},
+        )
+
+
+def _with_refresh_time(
+    desc: TableDescription, connection_refreshed: datetime | None
+) -> TableDescription:
+    # Writing last_refreshed_at on every seen row would make every refresh rewrite the whole
+    # catalogue. A row that is not DEPRECATED was seen by the connection's last successful
+    # refresh (a refresh that cannot list a schema fails whole), so its time is derived here.
+    if (
+        desc.status != Status.DEPRECATED
+        and connection_refreshed is not None
+        and (desc.last_refreshed_at is None or connection_refreshed > desc.last_refreshed_at)
+    ):
+        desc.last_refreshed_at = connection_refreshed
+    return desc
