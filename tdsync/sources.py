@@ -57,6 +57,13 @@ def create_source_engine(connection_uri: str, *, timeout_s: float = 10.0) -> Eng
             query={**url.query, "mode": "rw", "uri": "true"},
         )
     connect_args = _timeout_args(backend, url.get_driver_name(), timeout_s)
+    if "options" in connect_args and url.query.get("options"):
+        # Keep the URI's own server options (a search_path, a role...): tdsync's timeout comes
+        # last, so it wins over one set there.
+        mine = url.query["options"]
+        mine = " ".join(mine) if isinstance(mine, tuple) else mine
+        connect_args["options"] = f"{mine} {connect_args['options']}"
+        url = url.difference_update_query(["options"])
     try:
         engine = sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
         bound_statements(engine, timeout_s)

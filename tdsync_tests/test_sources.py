@@ -126,6 +126,14 @@ def test_postgres_lists_each_named_schema_with_names_as_reported(pg_shop: str) -
     }
 
 
+def test_postgres_options_of_the_uri_are_kept_beside_the_statement_timeout(pg_shop: str) -> None:
+    uri = f"{pg_shop}?options=-c%20search_path%3Dsales%20-c%20statement_timeout%3D0"
+    with source_engine(uri, timeout_s=3) as engine, engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW search_path").scalar() == "sales"
+        assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "3s"
+        assert conn.exec_driver_sql("SELECT count(*) FROM invoices").scalar() == 0
+
+
 # -- MariaDB ---------------------------------------------------------------------------------
 
 
