@@ -126,7 +126,9 @@ def main() -> None:
             for _ in range(args.runs):
                 sent["n"] = 0
                 t0 = time.perf_counter()
-                summary = _scan(runs, connection_id, config, instance)
+                summary = runs.scan(
+                    connection_id, trigger="cli", options=config, dagster_instance=instance
+                )
                 walls.append(time.perf_counter() - t0)
                 queries.append(sent["n"])
                 assert summary["scanned"] == args.tables, summary
@@ -165,21 +167,6 @@ def main() -> None:
         f"peak RSS {results_doc['peak_rss_mb']} MB, load average {results_doc['load_average_1m']}; "
         f"written to {RESULTS}"
     )
-
-
-def _scan(runs, connection_id: str, config: dict, instance) -> dict:
-    """runs.scan with scan options (they are run config of the job's first op)."""
-    from tdsync.defs.scan_job import scan_table_descriptions
-
-    op_config = {"db_connection_id": connection_id, **config}
-    result = runs.execute(
-        scan_table_descriptions,
-        db_connection_id=connection_id,
-        trigger="cli",
-        op_config={"start_scan": {"config": op_config}},
-        dagster_instance=instance,
-    )
-    return result.output_for_node("scan_tables")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,10 @@ def main(spec: dict) -> dict:
         if kind == "naive_scan":
             return naive.scan(store, connection_id)
         if kind == "scan":
-            return _scan(connection_id, spec, instance)
+            options = spec.get("scan_config")
+            return runs.scan(
+                connection_id, trigger="cli", options=options, dagster_instance=instance
+            )
         raise ValueError(kind)
 
     # Warm-up: the dialect and driver of the measured source, and one run of the same kind.
@@ -75,21 +78,6 @@ def main(spec: dict) -> dict:
         "load_1m": os.getloadavg()[0],  # the machine's noise: other work on its 2 cores
         "output": output if isinstance(output, (dict, int, list)) else str(output),
     }
-
-
-def _scan(connection_id: str, spec: dict, instance):
-    from tdsync import runs
-    from tdsync.defs.scan_job import scan_table_descriptions
-
-    config = {"db_connection_id": connection_id, **spec.get("scan_config", {})}
-    result = runs.execute(
-        scan_table_descriptions,
-        db_connection_id=connection_id,
-        trigger="cli",
-        op_config={"start_scan": {"config": config}},
-        dagster_instance=instance,
-    )
-    return result.output_for_node("scan_tables")
 
 
 if __name__ == "__main__":

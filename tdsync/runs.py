@@ -133,6 +133,7 @@ def scan(
     trigger: str,
     table_names: list[str] | None = None,
     description_ids: list[str] | None = None,
+    options: dict[str, Any] | None = None,
     on_progress: ProgressCallback | None = None,
     run_id: str | None = None,
     dagster_instance: dg.DagsterInstance | None = None,
@@ -141,10 +142,12 @@ def scan(
     (tables, scanned, failed, drift, expired_leases, duration_s).
 
     With neither table names nor description ids, every description of the connection that is
-    not DEPRECATED is scanned. `on_progress` gets a ScanProgress after each table, in this thread.
+    not DEPRECATED is scanned. `options` are the job's scan settings (ScanConfig: max_categories,
+    example_rows, sample_rows, concurrency). `on_progress` gets a ScanProgress after each table,
+    in this thread.
     """
     run_id = run_id or str(uuid.uuid4())
-    config: dict[str, Any] = {"db_connection_id": db_connection_id}
+    config: dict[str, Any] = {**(options or {}), "db_connection_id": db_connection_id}
     if table_names is not None:
         config["table_names"] = list(table_names)
     if description_ids is not None:

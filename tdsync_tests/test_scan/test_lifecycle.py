@@ -273,3 +273,23 @@ def test_a_second_claim_by_the_same_run_rewrites_only_rows_short_of_lease(
     longer = utcnow() + timedelta(seconds=3600)  # the rows have less than half of it left
     store.claim_for_scan(connection_id, None, run_id=run_id, lease_expires_at=longer)
     assert leases() == {round(longer.timestamp())}
+
+
+def test_scan_options_reach_the_job_as_its_run_config(
+    store: CatalogueStore, tmp_path: Path
+) -> None:
+    uri = sqlite_source(
+        tmp_path / "opts.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, kind TEXT)",
+        "INSERT INTO t VALUES (1, 'a'), (2, 'b')",
+    )
+    connection_id = catalogue(store, uri)
+
+    runs.scan(connection_id, trigger="cli", options={"example_rows": 0, "max_categories": 0})
+
+    (row,) = store.list_descriptions(connection_id)
+    assert row.status == Status.SCANNED and [c.name for c in row.columns] == ["id", "kind"]
+    assert row.examples == [] and row.columns[1].categories is None
+    runs.scan(connection_id, trigger="cli")  # the defaults: examples and categories
+    (row,) = store.list_descriptions(connection_id)
+    assert len(row.examples) == 2 and row.columns[1].categories == ["a", "b"]
