@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("connection", metavar="CONNECTION", help="connection id or alias")
     p.add_argument("--table", action="append", dest="tables", help="only this table (repeatable)")
+    p.add_argument(
+        "--no-data",
+        action="store_true",
+        help="read no rows: columns, keys and DDL only (no categories, no example rows)",
+    )
 
     conns = sub.add_parser("connections", help="Add, list and remove connections.")
     conns.set_defaults(func=lambda args: conns.print_help())
@@ -144,9 +149,10 @@ def _refresh(args: argparse.Namespace) -> None:
 
 
 def _scan(args: argparse.Namespace) -> None:
-    from tdsync.cli_scan import scan_with_progress
+    from tdsync.cli_scan import NO_DATA_SCAN, scan_with_progress
 
-    scan_with_progress(console, _store(), args.connection, args.tables)
+    options = NO_DATA_SCAN if args.no_data else None
+    scan_with_progress(console, _store(), args.connection, args.tables, options=options)
 
 
 def _connections_add(args: argparse.Namespace) -> None:

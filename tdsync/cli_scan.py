@@ -1,6 +1,9 @@
-"""`tdsync scan CONNECTION [--table T]…`: a scan run with a progress bar, then what failed and why."""
+"""`tdsync scan CONNECTION [--table T]… [--no-data]`: a scan run with a progress bar, then what
+failed and why."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,10 +21,18 @@ from tdsync.scan.progress import ScanProgress
 from tdsync.store import CatalogueStore
 
 SHOWN_FAILURES = 20
+# The scan job's settings for a scan that reads no rows: no column is a category candidate and
+# no example is taken, so only the catalogue is queried (columns, keys, DDL).
+NO_DATA_SCAN = {"max_categories": 0, "example_rows": 0}
 
 
 def scan_with_progress(
-    console: Console, store: CatalogueStore, connection: str, tables: list[str] | None
+    console: Console,
+    store: CatalogueStore,
+    connection: str,
+    tables: list[str] | None,
+    *,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Scan a connection (by id or alias), refreshing it first if it was never refreshed."""
     conn = store.get_connection(connection)
@@ -56,7 +67,9 @@ def scan_with_progress(
                 table=escape(update.table or ""),
             )
 
-        summary = runs.scan(conn.id, trigger="cli", table_names=tables, on_progress=show)
+        summary = runs.scan(
+            conn.id, trigger="cli", table_names=tables, options=options, on_progress=show
+        )
         progress.update(task, table="")
     console.print(
         f"scanned {summary.get('scanned', 0)} of {summary.get('tables', 0)} table(s), "

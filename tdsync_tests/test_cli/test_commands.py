@@ -108,6 +108,24 @@ def test_scan_refreshes_a_new_connection_first_then_scans_every_table(tdsync, st
     }
 
 
+def test_scan_without_data_records_structure_and_reads_no_rows(tdsync, store, sqlite_path):
+    with sqlite3.connect(sqlite_path) as db:
+        db.executescript(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, state TEXT);"
+            "INSERT INTO orders VALUES (1, 'open'), (2, 'shipped');"
+        )
+    conn = store.add_connection(alias="shop", connection_uri=f"sqlite:///{sqlite_path}")
+
+    result = tdsync("scan", "shop", "--no-data")
+
+    assert result.returncode == 0, result.stderr
+    assert "scanned 1 of 1 table(s), 0 failed" in result.stdout
+    (orders,) = store.list_descriptions(conn.id)
+    assert orders.status.value == "SCANNED" and "CREATE TABLE orders" in orders.table_schema
+    assert [(c.name, c.is_primary_key) for c in orders.columns] == [("id", True), ("state", False)]
+    assert orders.examples == [] and orders.columns[1].categories is None
+
+
 def test_scan_of_named_tables_only_scans_those(tdsync, store, shop):
     conn = store.add_connection(alias="shop", connection_uri=shop)
     runs.refresh(conn.id, trigger="cli")
