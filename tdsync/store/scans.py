@@ -9,7 +9,7 @@ from bson import ObjectId
 from pymongo import UpdateOne
 
 from tdsync.errors import TableDescriptionNotFound, ValidationFailed
-from tdsync.models import Status, TableDescription, TableType, as_utc, utcnow
+from tdsync.models import SchemaChange, Status, TableDescription, TableType, as_utc, utcnow
 from tdsync.refresh import LEASE_EXPIRED_MESSAGE
 from tdsync.scan.merge import SCHEMA_CHANGES_KEPT, merge_columns, schema_drift
 from tdsync.scan.model import SavedScans, ScanTarget, TableScan
@@ -183,7 +183,8 @@ class ScansMixin(StoreBase):
 
         Each row is read, merged and written back on the condition that its columns did not
         change meanwhile (a person describing a column during the scan); such a row is merged
-        again, so nobody's edit is lost.
+        again, so nobody's edit is lost. Every write is conditional on the row still being held
+        by this run; rows a newer scan took over are left alone and not counted.
         """
         saved = SavedScans()
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as stored: milliseconds
@@ -196,7 +197,6 @@ class ScansMixin(StoreBase):
     ) -> None:
         pending = {ObjectId(s.target.id): s for s in scans}
         held = {"status": Status.SYNCHRONIZING.value, "scan_run_id": run_id}
-        done = {"scan_lease_expires_at": "", "scan_run_id": ""}
         # A row never scanned has no columns to merge or compare (people describe the columns a
         # scan listed): the first attempt writes it without reading it (a first scan of 10,000
         # tables saves 200 reads). Whatever must be tried again is read.
@@ -212,66 +212,25 @@ class ScansMixin(StoreBase):
                 ops, outcomes = [], []
                 for doc in docs:
                     scan = pending[doc["_id"]]
-                    if not scan.ok:
-                        update = {
-                            "$set": {"status": Status.FAILED.value, "error_message": scan.error},
-                            "$unset": done,
-                        }
-                        ops.append(UpdateOne({"_id": doc["_id"], **held}, update))
-                        outcomes.append((scan, None))
-                        continue
-                    stored = doc.get("columns")
-                    drift = schema_drift(
-                        stored,
-                        scan.columns,
-                        previously_scanned=doc.get("last_schema_sync") is not None,
-                        now=now,
+                    update, drift = _settling_update(scan, doc, now)
+                    # A row that was read is written only if its columns are still as read.
+                    unchanged = (
+                        {}
+                        if doc["_id"] in unread or not scan.ok
+                        else {"columns": doc.get("columns")}
                     )
-                    update = {
-                        "$set": {
-                            "status": Status.SCANNED.value,
-                            "error_message": None,
-                            "table_schema": scan.table_schema,
-                            "columns": merge_columns(stored, scan.columns),
-                            "examples": scan.examples,
-                            "last_schema_sync": now,
-                        },
-                        "$unset": done,
-                    }
-                    if drift is not None:
-                        entry = drift.model_dump()
-                        update["$push"] = {
-                            "schema_changes": {"$each": [entry], "$slice": -SCHEMA_CHANGES_KEPT}
-                        }
-                    unchanged = {} if doc["_id"] in unread else {"columns": stored}
                     ops.append(UpdateOne({"_id": doc["_id"], **held, **unchanged}, update))
                     outcomes.append((scan, drift))
                 unread = set()
                 if not ops:
                     break
                 written = self.descriptions.bulk_write(ops, ordered=False).modified_count
-                retry: set[ObjectId] = set()
-                lost: set[ObjectId] = set()
+                retry, lost = set(), set()
                 if written < len(ops):
-                    # Who lost a race? Rows still held by this run were edited meanwhile: merged
-                    # again. Rows a newer scan took over, or a refresh deprecated, are not ours.
-                    rows = {
-                        d["_id"]: d
-                        for d in self.descriptions.find(
-                            {"_id": {"$in": [ObjectId(s.target.id) for s, _ in outcomes]}},
-                            {k: 1 for k in ("status", "scan_run_id", "error_message")}
-                            | {"last_schema_sync": 1},
-                        )
-                    }
-                    for scan, _drift in outcomes:
-                        oid = ObjectId(scan.target.id)
-                        row = rows.get(oid, {})
-                        if all(row.get(k) == v for k, v in held.items()):
-                            retry.add(oid)
-                        elif not _settled_by(row, scan, now):
-                            lost.add(oid)
+                    retry, lost = self._unsettled(run_id, [scan for scan, _ in outcomes], now)
+            skipped = retry | lost
             for scan, drift in outcomes:
-                if ObjectId(scan.target.id) in retry | lost:
+                if ObjectId(scan.target.id) in skipped:
                     continue
                 if scan.ok:
                     saved.scanned += 1
@@ -282,6 +241,23 @@ class ScansMixin(StoreBase):
             pending = {oid: scan for oid, scan in pending.items() if oid in retry}
             if not pending:
                 break
+
+    def _unsettled(
+        self, run_id: str, scans: list[TableScan], now: datetime
+    ) -> tuple[set[ObjectId], set[ObjectId]]:
+        """After a short write, who lost a race: rows still held by this run were edited meanwhile
+        (merged again); rows a newer scan took over, or a refresh settled, are not this run's."""
+        fields = {"status": 1, "scan_run_id": 1, "error_message": 1, "last_schema_sync": 1}
+        ids = [ObjectId(scan.target.id) for scan in scans]
+        rows = {d["_id"]: d for d in self.descriptions.find({"_id": {"$in": ids}}, fields)}
+        retry, lost = set(), set()
+        for oid, scan in zip(ids, scans, strict=True):
+            row = rows.get(oid, {})
+            if row.get("status") == Status.SYNCHRONIZING.value and row.get("scan_run_id") == run_id:
+                retry.add(oid)
+            elif not _settled_by(row, scan, now):
+                lost.add(oid)
+        return retry, lost
 
     def claimed_descriptions(self, connection_id: str, run_id: str) -> list[TableDescription]:
         """The descriptions a scan run holds, sorted by (schema_name, table_name)."""
@@ -322,6 +298,38 @@ class ScansMixin(StoreBase):
                 },
             )
         return result.modified_count
+
+
+def _settling_update(
+    scan: TableScan, doc: dict[str, Any], now: datetime
+) -> tuple[dict[str, Any], SchemaChange | None]:
+    """The write that settles a row (`doc`: its stored columns and last_schema_sync, when read)."""
+    done = {"scan_lease_expires_at": "", "scan_run_id": ""}
+    if not scan.ok:
+        return {
+            "$set": {"status": Status.FAILED.value, "error_message": scan.error},
+            "$unset": done,
+        }, None
+    stored = doc.get("columns")
+    drift = schema_drift(
+        stored, scan.columns, previously_scanned=doc.get("last_schema_sync") is not None, now=now
+    )
+    update: dict[str, Any] = {
+        "$set": {
+            "status": Status.SCANNED.value,
+            "error_message": None,
+            "table_schema": scan.table_schema,
+            "columns": merge_columns(stored, scan.columns),
+            "examples": scan.examples,
+            "last_schema_sync": now,
+        },
+        "$unset": done,
+    }
+    if drift is not None:
+        update["$push"] = {
+            "schema_changes": {"$each": [drift.model_dump()], "$slice": -SCHEMA_CHANGES_KEPT}
+        }
+    return update, drift
 
 
 def _settled_by(row: dict[str, Any], scan: TableScan, now: datetime) -> bool:
