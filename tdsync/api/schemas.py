@@ -15,7 +15,6 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 
@@ -132,13 +131,14 @@ class DescriptionUpdate(BaseModel):
 
     _check_set = field_validator("columns")(_not_null)
 
-    @model_validator(mode="after")
-    def _columns_once_each(self) -> DescriptionUpdate:
-        names = [c.name for c in self.columns or []]
+    @field_validator("columns")
+    @classmethod
+    def _columns_once_each(cls, columns: list[ColumnUpdate] | None) -> list[ColumnUpdate] | None:
+        names = [c.name for c in columns or []]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"columns listed more than once: {', '.join(repeated)}")
-        return self
+        return columns
 
     def fields(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True, include={"description", "metadata"})
