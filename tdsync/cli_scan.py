@@ -42,7 +42,8 @@ def scan_with_progress(
         # Nothing catalogued yet: a scan right after `connections add` should scan its tables.
         with console.status(f"refreshing [cyan]{escape(conn.alias)}[/] first…"):
             runs.refresh(conn.id, trigger="cli")
-    store.scan_targets(connection_id=conn.id, table_names=tables)  # unknown names fail here
+    if tables:
+        store.scan_targets(connection_id=conn.id, table_names=tables)  # unknown names fail here
 
     columns = (
         SpinnerColumn(),

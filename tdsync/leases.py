@@ -131,13 +131,9 @@ def held(
     holder: str,
     kind: str,
     wait_s: float,
-    join: bool = False,
-) -> Iterator[Joined | None]:
-    """Hold the lease for the block; yields the joined run instead when there was one to join."""
-    joined = acquire(store, connection_id, holder=holder, kind=kind, wait_s=wait_s, join=join)
-    if joined is not None:
-        yield joined
-        return
+) -> Iterator[None]:
+    """Hold the lease for the block (waiting first, at most `wait_s`, for another holder)."""
+    acquire(store, connection_id, holder=holder, kind=kind, wait_s=wait_s)
     succeeded = False
     try:
         yield None

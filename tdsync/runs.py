@@ -85,7 +85,7 @@ def execute(
                 "ops": dict(op_config),
                 "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
             },
-            instance=_thread_safe_logging(dagster_instance or instance()),
+            instance=_thread_safe_logging(dagster_instance) if dagster_instance else instance(),
             resources=default_resources(),
             tags={CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger},
             run_id=run_id,

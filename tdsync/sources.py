@@ -86,13 +86,14 @@ def source_engine(connection_uri: str, *, timeout_s: float = 10.0) -> Iterator[E
     except (sa.exc.DBAPIError, sa.exc.SQLAlchemyError, OSError) as exc:
         raise InvalidDatabaseConnection(
             "the source database cannot be read",
-            {"reason": _driver_message(exc, connection_uri)},
+            {"reason": driver_message(exc, connection_uri)},
         ) from None
     finally:
         engine.dispose()
 
 
-def _driver_message(exc: BaseException, connection_uri: str) -> str:
+def driver_message(exc: BaseException, connection_uri: str) -> str:
+    """A driver error's first line, the connection's password removed."""
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()
     return scrub(text.splitlines()[0] if text else type(exc).__name__, connection_uri)
@@ -229,7 +230,7 @@ def check_connection(
         except Exception as exc:  # drivers raise ValueError, AttributeError... on odd URI options
             raise InvalidDatabaseConnection(
                 "the source database cannot be opened with this URI",
-                {"reason": _driver_message(exc, connection_uri)},
+                {"reason": driver_message(exc, connection_uri)},
             ) from None
     missing = [s for s in dict.fromkeys(schemas or []) if s not in existing]
     if missing:
@@ -256,11 +257,6 @@ def bound_statements(engine: Engine, timeout_s: float) -> None:
         sa.event.listen(engine, "before_cursor_execute", _start_interrupt_timer(timeout_s))
         sa.event.listen(engine, "after_cursor_execute", _stop_interrupt_timer)
         sa.event.listen(engine, "handle_error", _stop_interrupt_timer_on_error)
-
-
-def driver_message(exc: BaseException, connection_uri: str) -> str:
-    """A driver error's first line, the connection's password removed."""
-    return _driver_message(exc, connection_uri)
 
 
 def _mysql_statement_timeout(timeout_s: float):

@@ -97,7 +97,7 @@ def write_statuses(
     }
     context.add_output_metadata(changes)
     with failures_as_dagster():
-        report_refresh(context, store, connection.id, changes, status_counts=plan.statuses_after)
+        report_refresh(context, connection.id, changes, plan.statuses_after)
     context.log.info(f"refresh of {connection.alias}: {summary}")
     return summary
 

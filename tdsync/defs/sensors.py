@@ -21,7 +21,7 @@ from tdsync.defs.assets import CONNECTIONS, catalogue_checks
 from tdsync.defs.refresh_job import CONNECTION_TAG
 from tdsync.defs.resources import CatalogueResource, failures_as_dagster
 from tdsync.errors import TdsyncError
-from tdsync.models import utcnow
+from tdsync.models import as_utc, utcnow
 from tdsync.store import CatalogueStore
 
 SCAN_JOB = "scan_table_descriptions"
@@ -154,18 +154,14 @@ def orphan_reason(
     and the queue's one-run-per-connection limit would hold every later run of its connection.
     """
     lease = lease or {}
-    expires = lease.get("expires_at")
-    if expires is not None and expires.tzinfo is None:
-        expires = expires.replace(tzinfo=UTC)
+    expires = as_utc(lease.get("expires_at"))
     if lease.get("holder") == run_id:
         if expires is not None and expires > now:
             return None
         return f"its process stopped renewing the connection lease, which expired at {expires}"
     last = lease.get("last") or {}
-    released = last.get("released_at")
+    released = as_utc(last.get("released_at"))
     if last.get("holder") == run_id and released is not None:
-        if released.tzinfo is None:
-            released = released.replace(tzinfo=UTC)
         if now - released > RELEASE_GRACE:
             return f"it released the connection lease at {released} but never finished"
         return None

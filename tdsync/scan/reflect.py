@@ -52,19 +52,19 @@ def reflect_tables(
         try:
             return _reflect_duckdb(conn, schema, tables)
         except REFLECTION_ERRORS as exc:
-            _reset(conn)
+            end_transaction(conn)
             return dict.fromkeys(tables, exc)
     names = list(tables)
     try:
         raw: dict[str, _Raw | Exception] = dict(_batch(conn, schema, names))
     except REFLECTION_ERRORS:
-        _reset(conn)
+        end_transaction(conn)
         raw = {}
         for name in names:
             try:
                 raw.update(_batch(conn, schema, [name]))
             except REFLECTION_ERRORS as exc:
-                _reset(conn)
+                end_transaction(conn)
                 raw[name] = exc
     views = {n: t for n, t in tables.items() if t != TableType.TABLE and n in raw}
     if conn.dialect.name in ("mysql", "mariadb"):
@@ -73,7 +73,7 @@ def reflect_tables(
         definitions = _view_definitions(conn, schema, views)
         raw_types = _raw_types(conn, schema, raw)
     except REFLECTION_ERRORS:  # such a view fails alone below, without its definition
-        _reset(conn)
+        end_transaction(conn)
         definitions, raw_types = {}, {}
 
     out: dict[str, ReflectedTable | Exception] = {}
@@ -146,8 +146,9 @@ def display_dialect(dialect: Dialect) -> Dialect:
     return display
 
 
-def _reset(conn: Connection) -> None:
-    # PostgreSQL refuses every statement after an error until the transaction ends.
+def end_transaction(conn: Connection) -> None:
+    """End the snapshot and free catalogue locks; after an error PostgreSQL refuses every
+    statement until the transaction ends."""
     if conn.in_transaction():
         conn.rollback()
 
@@ -182,7 +183,7 @@ def _view_definitions(
         try:
             found[name] = insp.get_view_definition(name, schema=schema)
         except REFLECTION_ERRORS:
-            _reset(conn)
+            end_transaction(conn)
     if conn.dialect.name in ("mysql", "mariadb"):
         database = schema or insp.default_schema_name
         found = {n: _mysql_view_body(d, database) for n, d in found.items() if d}
@@ -489,7 +490,7 @@ _DUCKDB_CATEGORICAL = re.compile(
 def _reflect_duckdb(
     conn: Connection, schema: str | None, tables: dict[str, TableType]
 ) -> dict[str, ReflectedTable | Exception]:
-    schema_name = schema or conn.exec_driver_sql("SELECT current_schema()").scalar()
+    schema_name = schema or conn.dialect.default_schema_name
     where = "database_name = current_database() AND schema_name = :schema"
     params = {"schema": schema_name}
     columns: dict[str, list[tuple]] = {}

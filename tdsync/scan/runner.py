@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from tdsync.credentials import scrub
 from tdsync.scan.model import ScanOptions, ScanTarget, TableScan
-from tdsync.scan.reflect import ReflectedTable, TableNotFound, reflect_tables
+from tdsync.scan.reflect import ReflectedTable, TableNotFound, end_transaction, reflect_tables
 from tdsync.scan.sample import Sample, TableStats, catalogue_stats, sample_table
 from tdsync.sources import driver_message, once_more_if_disconnected, source_engine
 
@@ -53,7 +53,7 @@ def scan_tables(
                     conn, schema, {t.table_name: t.table_type for t in chunk}
                 )
                 stats = _stats(conn, schema, chunk) if options.max_categories > 0 else {}
-                _end_transaction(conn)
+                end_transaction(conn)
                 for target in chunk:
                     found = reflected[target.table_name]
                     if isinstance(found, Exception):
@@ -90,7 +90,7 @@ def _sample(
         conn = connections.get()
         try:
             sample = sample_table(conn, schema, target.table_name, reflected, stats, options)
-            _end_transaction(conn)
+            end_transaction(conn)
         except Exception:
             connections.discard()  # it may be broken; the next read gets a fresh one
             raise
@@ -132,7 +132,7 @@ def _stats(conn: Connection, schema: str | None, chunk: list[ScanTarget]) -> dic
     try:
         return catalogue_stats(conn, schema, [t.table_name for t in chunk])
     except sa.exc.DBAPIError:
-        _end_transaction(conn)
+        end_transaction(conn)
         return {}
 
 
@@ -142,7 +142,8 @@ def _message(exc: BaseException, connection_uri: str) -> str:
     if isinstance(exc, sa.exc.DBAPIError):
         return f"cannot read the table: {driver_message(exc, connection_uri)}"
     first = (str(exc).strip().splitlines() or [""])[0]
-    return scrub(f"cannot describe the table: {type(exc).__name__}: {first}"[:500], connection_uri)
+    # Scrubbed whole, then cut: a password across the cut would survive in part otherwise.
+    return scrub(f"cannot describe the table: {type(exc).__name__}: {first}", connection_uri)[:500]
 
 
 def _chunks(targets: list[ScanTarget], size: int) -> Iterator[tuple[str, list[ScanTarget]]]:
@@ -151,12 +152,6 @@ def _chunks(targets: list[ScanTarget], size: int) -> Iterator[tuple[str, list[Sc
         tables = list(group)
         for start in range(0, len(tables), max(1, size)):
             yield schema, tables[start : start + size]
-
-
-def _end_transaction(conn: Connection) -> None:
-    # Ends the snapshot and frees catalogue locks between tables.
-    if conn.in_transaction():
-        conn.rollback()
 
 
 class _ThreadConnections:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from tdsync.credentials import MASK
 from tdsync.scan.model import ScanOptions
-from tdsync.scan.reflect import ReflectedTable
+from tdsync.scan.reflect import ReflectedTable, end_transaction
 
 _SECRET = re.compile(
     r"(?:^|_)(?:password|passwd|passphrase|pwd|secret|token|api_?key|apikey|access_?key|"
@@ -150,8 +150,7 @@ def _bounded(conn: Connection, query: sa.Select, sample: Sample, what: str) -> l
     try:
         return conn.execute(query).fetchall()
     except sa.exc.DBAPIError as exc:
-        if conn.in_transaction():
-            conn.rollback()
+        end_transaction(conn)
         if not is_timeout(exc):
             raise
         sample.notes.append(f"{what}: statement timeout")

@@ -11,6 +11,7 @@ import pytest
 
 from tdsync.models import ColumnDescription, utcnow
 from tdsync.scan.merge import merge_columns, schema_drift
+from tdsync.scan.runner import _message
 from tdsync.scan.sample import ColumnStats, TableStats, _from_stats, json_safe, looks_secret
 from tdsync.scan.sample import parse_pg_array as parse
 
@@ -107,3 +108,14 @@ def test_statistics_settle_a_column_when_they_can() -> None:
     assert _from_stats(stats, "unique", 100) == []  # high cardinality: no query needed
     assert _from_stats(stats, "partial", 100) is None  # undecided: sample it
     assert _from_stats(stats, "missing", 100) is None
+
+
+def test_a_table_error_never_keeps_part_of_the_password_where_it_is_cut() -> None:
+    password = "s3cr3t-pa55w0rd"
+    uri = f"postgresql://me:{password}@db/shop"
+    prefix = "cannot describe the table: ValueError: "
+    for at in range(480, 505):  # the password straddles the 500-character cut
+        error = ValueError("x" * (at - len(prefix)) + password + " and more")
+        message = _message(error, uri)
+        assert len(message) <= 500
+        assert not any(password[:n] in message for n in range(4, len(password) + 1)), at

@@ -17,10 +17,9 @@ from tdsync.api.deps import ApiState, State, Store, path_id
 from tdsync.api.errors import error_responses
 from tdsync.api.schemas import OBJECT_ID_PATTERN, DescriptionUpdate, IdInPath, RefreshRequest
 from tdsync.models import Status, TableDescription
+from tdsync.scan.launch import WEBHOOK_TRIGGER
 
 router = APIRouter(prefix="/api/v1/table-descriptions", tags=["table descriptions"])
-
-WEBHOOK_TRIGGER = "webhook"
 
 
 @router.post(
@@ -31,9 +30,11 @@ WEBHOOK_TRIGGER = "webhook"
     summary="Refresh a connection's table descriptions (Dataherald-compatible)",
 )
 async def refresh_table_descriptions(body: RefreshRequest, state: State) -> list[TableDescription]:
-    store = state.store()
-    # 404 for an unknown connection before any run is started.
-    connection = await run_in_threadpool(store.get_connection, body.db_connection_id)
+    # 404 for an unknown connection before any run is started. Off the event loop: opening the
+    # store may wait out a server-selection timeout.
+    connection = await run_in_threadpool(
+        lambda: state.store().get_connection(body.db_connection_id)
+    )
     return await state.refreshes.run(connection.id, lambda: _refresh(state, connection.id))
 
 
