@@ -22,16 +22,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tdsync.credentials import scrub
-from tdsync.errors import StorageUnavailable, TdsyncError, ValidationFailed
+from tdsync.errors import TdsyncError, ValidationFailed
+from tdsync.store import STORE_FAILURES, storage_unavailable
 
 log = logging.getLogger("tdsync.api")
 
-# Driver failures that mean "the catalogue's MongoDB cannot be reached", wherever they surface.
-STORAGE_FAILURES = (
-    pymongo.errors.ConnectionFailure,  # also AutoReconnect, NetworkTimeout, ServerSelectionTimeout
-    pymongo.errors.ExecutionTimeout,
-    pymongo.errors.WTimeoutError,
-)
+# Driver failures that mean "the catalogue's MongoDB cannot be reached", wherever they surface
+# (the store turns its own into StorageUnavailable; this catches any that escape it).
+STORAGE_FAILURES = (*STORE_FAILURES, pymongo.errors.WTimeoutError)
 
 HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
 
@@ -109,10 +107,7 @@ async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _storage_failure(request: Request, exc: Exception) -> JSONResponse:
-    reason = scrub(str(exc).split(",", 1)[0])[:300]
-    return error_json(
-        StorageUnavailable("the catalogue's MongoDB is unreachable", {"reason": reason})
-    )
+    return error_json(storage_unavailable(exc))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -8,10 +8,12 @@ from tdsync.store.base import (
     CONNECTIONS,
     DESCRIPTIONS,
     LEASES,
+    STORE_FAILURES,
     lease_expiry,
     mongo_client,
     object_id,
     storage_errors,
+    storage_unavailable,
 )
 from tdsync.store.connections import ConnectionsMixin
 from tdsync.store.descriptions import DescriptionsMixin
@@ -27,9 +29,11 @@ __all__ = [
     "CONNECTIONS",
     "DESCRIPTIONS",
     "LEASES",
+    "STORE_FAILURES",
     "CatalogueStore",
     "lease_expiry",
     "mongo_client",
     "object_id",
     "storage_errors",
+    "storage_unavailable",
 ]

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
+from typing import Any
 
 import pymongo
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ASCENDING, MongoClient, WriteConcern
+from pymongo import ASCENDING, MongoClient, UpdateOne, WriteConcern
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
-from tdsync.credentials import Cipher
+from tdsync.credentials import Cipher, scrub
 from tdsync.errors import InvalidObjectId, StorageUnavailable
-from tdsync.models import as_utc
+from tdsync.models import Status, as_utc
+from tdsync.refresh import LEASE_EXPIRED_MESSAGE
 
 CONNECTIONS = "database_connections"
 DESCRIPTIONS = "table_descriptions"
@@ -80,6 +80,14 @@ class StoreBase:
         with storage_errors():
             self.client.admin.command("ping")
 
+    def _refreshed_at(self, connection_id: str) -> datetime | None:
+        """The connection's last successful refresh (read before the descriptions it dates)."""
+        with storage_errors():
+            conn = self.connections.find_one(
+                {"_id": object_id(connection_id)}, {"last_refreshed_at": 1}
+            )
+        return as_utc(conn.get("last_refreshed_at")) if conn else None
+
     # -- start-up checks (issue 8: reliability) --------------------------------------------------
 
     def verify_key(self) -> None:
@@ -91,6 +99,17 @@ class StoreBase:
             self.cipher.decrypt(doc["connection_uri"])
 
 
+# Driver failures that mean "the catalogue's MongoDB cannot be reached" (ConnectionFailure
+# covers AutoReconnect, NetworkTimeout and ServerSelectionTimeoutError).
+STORE_FAILURES = (pymongo.errors.ConnectionFailure, pymongo.errors.ExecutionTimeout)
+
+
+def storage_unavailable(exc: BaseException) -> StorageUnavailable:
+    """The 503 for a driver failure: its first clause, any URI password masked."""
+    reason = scrub(str(exc).split(",", 1)[0])[:300]
+    return StorageUnavailable("the catalogue's MongoDB is unreachable", {"reason": reason})
+
+
 class storage_errors:
     """Turn driver-level failures (server down, timeouts) into StorageUnavailable (503)."""
 
@@ -98,28 +117,9 @@ class storage_errors:
         return None
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None or not isinstance(exc, PyMongoError):
-            return False
-        if isinstance(exc, (DuplicateKeyError, BulkWriteError)):
-            return False
-        if isinstance(
-            exc,
-            (
-                pymongo.errors.ConnectionFailure,
-                pymongo.errors.ServerSelectionTimeoutError,
-                pymongo.errors.ExecutionTimeout,
-                pymongo.errors.NetworkTimeout,
-            ),
-        ):
-            raise StorageUnavailable(
-                "the catalogue's MongoDB is unreachable", {"reason": _first_line(exc)}
-            ) from None
+        if isinstance(exc, STORE_FAILURES):
+            raise storage_unavailable(exc) from None
         return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).split(",", 1)[0]
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1*****@", text)[:300]
 
 
 def lease_expiry(now: datetime, seconds: float) -> datetime:
@@ -133,3 +133,32 @@ def _iso(value: datetime | None) -> str:
 def _chunked(values: list, size: int = 50) -> list[list]:
     # Long `$in` lists cost more than their length on SecantusDB: 1,000 ids take seconds.
     return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def lease_expired(
+    row_id: ObjectId, expired_at: datetime | None, now: datetime, *, refresh: bool = False
+) -> UpdateOne:
+    """The write that fails a row still SYNCHRONIZING past its scan lease (its scan died).
+
+    A refresh's also dates the row (`last_refreshed_at`) and keeps its `scan_run_id`."""
+    update: dict[str, Any] = {
+        "$set": {
+            "status": Status.FAILED.value,
+            "error_message": LEASE_EXPIRED_MESSAGE.format(expiry=_iso(expired_at)),
+        },
+        "$unset": {"scan_lease_expires_at": ""},
+    }
+    if refresh:
+        update["$set"]["last_refreshed_at"] = now
+    else:
+        update["$unset"]["scan_run_id"] = ""
+    condition = {
+        "_id": row_id,
+        "status": Status.SYNCHRONIZING.value,
+        "$or": [{"scan_lease_expires_at": {"$lte": now}}, {"scan_lease_expires_at": None}],
+    }
+    return UpdateOne(condition, update)
+
+
+def _lease_over(expires_at: datetime | None, now: datetime) -> bool:
+    return expires_at is None or as_utc(expires_at) <= now

@@ -7,6 +7,7 @@ holds (another refresh or a scan got there first) simply matches nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -16,8 +17,8 @@ from pymongo.errors import BulkWriteError
 
 from tdsync.errors import TableDescriptionNotFound, ValidationFailed
 from tdsync.models import Status, TableDescription, TableType, as_utc, new_description_doc
-from tdsync.refresh import LEASE_EXPIRED_MESSAGE, RefreshPlan, StoredTable
-from tdsync.store.base import DUPLICATE_KEY, StoreBase, object_id, storage_errors
+from tdsync.refresh import RefreshPlan, StoredTable
+from tdsync.store.base import DUPLICATE_KEY, StoreBase, lease_expired, object_id, storage_errors
 
 _STORED_FIELDS = {
     "schema_name": 1,
@@ -94,28 +95,10 @@ class DescriptionsMixin(StoreBase):
                     {"$set": {"table_type": retype.table_type.value, "last_refreshed_at": now}},
                 )
             )
-        for row in plan.expired_leases:
-            expiry = row.lease_expires_at.isoformat() if row.lease_expires_at else "unknown"
-            ops.append(
-                UpdateOne(
-                    {
-                        "_id": ObjectId(row.id),
-                        "status": Status.SYNCHRONIZING.value,
-                        "$or": [
-                            {"scan_lease_expires_at": {"$lte": now}},
-                            {"scan_lease_expires_at": None},
-                        ],
-                    },
-                    {
-                        "$set": {
-                            "status": Status.FAILED.value,
-                            "error_message": LEASE_EXPIRED_MESSAGE.format(expiry=expiry),
-                            "last_refreshed_at": now,
-                        },
-                        "$unset": {"scan_lease_expires_at": ""},
-                    },
-                )
-            )
+        ops += [
+            lease_expired(ObjectId(row.id), row.lease_expires_at, now, refresh=True)
+            for row in plan.expired_leases
+        ]
         if not ops:
             return 0
         with storage_errors():
@@ -145,29 +128,22 @@ class DescriptionsMixin(StoreBase):
             query["table_name"] = table_name
         if status is not None:
             query["status"] = Status(status).value
+        refreshed = self._refreshed_at(connection_id)
         with storage_errors():
-            conn = self.connections.find_one(
-                {"_id": object_id(connection_id)}, {"last_refreshed_at": 1}
-            )
-            docs = list(
-                self.descriptions.find(query, {"scan_lease_expires_at": 0}, batch_size=100_000)
-            )
-        refreshed = as_utc(conn.get("last_refreshed_at")) if conn else None
-        docs.sort(key=lambda d: (d["schema_name"], d["table_name"]))
-        return [_with_refresh_time(TableDescription.from_doc(d), refreshed) for d in docs]
+            docs = self.descriptions.find(query, {"scan_lease_expires_at": 0}, batch_size=100_000)
+            return _described(docs, refreshed)
 
     def get_description(self, description_id: str) -> TableDescription:
         with storage_errors():
             doc = self.descriptions.find_one({"_id": object_id(description_id)})
+        return self._one_described(doc, description_id)
+
+    def _one_described(self, doc: dict[str, Any] | None, description_id: str) -> TableDescription:
         if doc is None:
             raise TableDescriptionNotFound(
                 f"table description {description_id!r} not found", {"id": description_id}
             )
-        conn = self.connections.find_one(
-            {"_id": object_id(doc["db_connection_id"])}, {"last_refreshed_at": 1}
-        )
-        refreshed = as_utc(conn.get("last_refreshed_at")) if conn else None
-        return _with_refresh_time(TableDescription.from_doc(doc), refreshed)
+        return _described([doc], self._refreshed_at(doc["db_connection_id"]))[0]
 
     def update_description(self, description_id: str, changes: dict[str, Any]) -> TableDescription:
         """Set people's fields ($set paths prepared by the caller); returns the new document."""
@@ -177,11 +153,7 @@ class DescriptionsMixin(StoreBase):
                 {"$set": changes},
                 return_document=ReturnDocument.AFTER,
             )
-        if doc is None:
-            raise TableDescriptionNotFound(
-                f"table description {description_id!r} not found", {"id": description_id}
-            )
-        return self.get_description(description_id)
+        return self._one_described(doc, description_id)
 
     def edit_description(
         self,
@@ -213,12 +185,13 @@ class DescriptionsMixin(StoreBase):
                     query,
                     {"$set": update},
                     array_filters=array_filters or None,
-                    projection={"_id": 1},
+                    return_document=ReturnDocument.AFTER,
                 )
             else:
-                doc = self.descriptions.find_one(query, {"_id": 1})
-            if doc is not None:
-                return self.get_description(description_id)
+                doc = self.descriptions.find_one(query)
+        if doc is not None:
+            return self._one_described(doc, description_id)
+        with storage_errors():
             current = self.descriptions.find_one({"_id": oid}, {"columns": 1})
         if current is None:
             raise TableDescriptionNotFound(
@@ -231,6 +204,14 @@ class DescriptionsMixin(StoreBase):
             "description (a scan lists them)",
             {"unknown_columns": unknown, "known_columns": known},
         )
+
+
+def _described(
+    docs: Iterable[dict[str, Any]], refreshed: datetime | None
+) -> list[TableDescription]:
+    """Stored documents as descriptions, sorted by (schema_name, table_name)."""
+    ordered = sorted(docs, key=lambda d: (d["schema_name"], d["table_name"]))
+    return [_with_refresh_time(TableDescription.from_doc(d), refreshed) for d in ordered]
 
 
 def _with_refresh_time(

@@ -7,7 +7,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from tdsync.models import Status, as_utc
+from tdsync.models import Status
 from tdsync.store.base import LEASES, StoreBase, storage_errors
 
 
@@ -76,20 +76,6 @@ class LeasesMixin(StoreBase):
             return self.descriptions.count_documents(
                 {"db_connection_id": connection_id, "status": Status(status).value}
             )
-
-    def scans_past_lease(self, connection_id: str, now: datetime) -> list[str]:
-        """A connection's SYNCHRONIZING descriptions whose scan lease has run out (schema.table)."""
-        # The lease is tested here, not in the query: SecantusDB does not use the
-        # (connection, status) index for a query with an `$or`, and reads every document.
-        query = {"db_connection_id": connection_id, "status": Status.SYNCHRONIZING.value}
-        fields = {"schema_name": 1, "table_name": 1, "scan_lease_expires_at": 1}
-        with storage_errors():
-            docs = list(self.descriptions.find(query, fields))
-        return sorted(
-            f"{d['schema_name']}.{d['table_name']}"
-            for d in docs
-            if d.get("scan_lease_expires_at") is None or as_utc(d["scan_lease_expires_at"]) <= now
-        )
 
     def failed_descriptions(self, connection_id: str, *, limit: int = 20) -> dict[str, str]:
         """Some of a connection's FAILED descriptions: {schema.table: error_message}."""

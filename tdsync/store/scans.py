@@ -10,11 +10,17 @@ from pymongo import UpdateOne
 
 from tdsync.errors import TableDescriptionNotFound, ValidationFailed
 from tdsync.models import SchemaChange, Status, TableDescription, TableType, as_utc, utcnow
-from tdsync.refresh import LEASE_EXPIRED_MESSAGE
 from tdsync.scan.merge import SCHEMA_CHANGES_KEPT, merge_columns, schema_drift
 from tdsync.scan.model import SavedScans, ScanTarget, TableScan
-from tdsync.store.base import StoreBase, _chunked, _iso, object_id, storage_errors
-from tdsync.store.descriptions import _with_refresh_time
+from tdsync.store.base import (
+    StoreBase,
+    _chunked,
+    _lease_over,
+    lease_expired,
+    object_id,
+    storage_errors,
+)
+from tdsync.store.descriptions import _described
 
 
 class ScansMixin(StoreBase):
@@ -25,29 +31,25 @@ class ScansMixin(StoreBase):
 
     def expire_scan_leases(self, connection_id: str, now: datetime) -> int:
         """A connection's rows SYNCHRONIZING past their lease (a scan died) become FAILED."""
-        query = {
-            "db_connection_id": connection_id,
-            "status": Status.SYNCHRONIZING.value,
-            "$or": [{"scan_lease_expires_at": {"$lte": now}}, {"scan_lease_expires_at": None}],
-        }
+        docs = self._past_lease(connection_id, now, {"scan_lease_expires_at": 1})
+        ops = [lease_expired(d["_id"], d.get("scan_lease_expires_at"), now) for d in docs]
         with storage_errors():
-            docs = list(self.descriptions.find(query, {"scan_lease_expires_at": 1}))
-            ops = [
-                UpdateOne(
-                    {**query, "_id": d["_id"]},
-                    {
-                        "$set": {
-                            "status": Status.FAILED.value,
-                            "error_message": LEASE_EXPIRED_MESSAGE.format(
-                                expiry=_iso(d.get("scan_lease_expires_at"))
-                            ),
-                        },
-                        "$unset": {"scan_lease_expires_at": "", "scan_run_id": ""},
-                    },
-                )
-                for d in docs
-            ]
             return self.descriptions.bulk_write(ops, ordered=False).modified_count if ops else 0
+
+    def scans_past_lease(self, connection_id: str, now: datetime) -> list[str]:
+        """A connection's SYNCHRONIZING descriptions whose scan lease has run out (schema.table)."""
+        docs = self._past_lease(connection_id, now, {"schema_name": 1, "table_name": 1})
+        return sorted(f"{d['schema_name']}.{d['table_name']}" for d in docs)
+
+    def _past_lease(
+        self, connection_id: str, now: datetime, fields: dict[str, int]
+    ) -> list[dict[str, Any]]:
+        # The lease is tested here, not in the query: SecantusDB does not use the
+        # (connection, status) index for a query with an `$or`, and reads every document.
+        query = {"db_connection_id": connection_id, "status": Status.SYNCHRONIZING.value}
+        with storage_errors():
+            docs = self.descriptions.find(query, {**fields, "scan_lease_expires_at": 1})
+            return [d for d in docs if _lease_over(d.get("scan_lease_expires_at"), now)]
 
     def scan_targets(
         self,
@@ -261,19 +263,13 @@ class ScansMixin(StoreBase):
 
     def claimed_descriptions(self, connection_id: str, run_id: str) -> list[TableDescription]:
         """The descriptions a scan run holds, sorted by (schema_name, table_name)."""
+        refreshed = self._refreshed_at(connection_id)
         with storage_errors():
-            conn = self.connections.find_one(
-                {"_id": object_id(connection_id)}, {"last_refreshed_at": 1}
+            docs = self.descriptions.find(
+                {"db_connection_id": connection_id, "scan_run_id": run_id},
+                {"scan_lease_expires_at": 0},
             )
-            docs = list(
-                self.descriptions.find(
-                    {"db_connection_id": connection_id, "scan_run_id": run_id},
-                    {"scan_lease_expires_at": 0},
-                )
-            )
-        refreshed = as_utc(conn.get("last_refreshed_at")) if conn else None
-        docs.sort(key=lambda d: (d["schema_name"], d["table_name"]))
-        return [_with_refresh_time(TableDescription.from_doc(d), refreshed) for d in docs]
+            return _described(docs, refreshed)
 
     def fail_synchronizing(
         self, connection_id: str, *, error_message: str, scan_run_id: str | None = None
