@@ -32,7 +32,7 @@ def embedded_uri(home: Path) -> str:
     with open(folder / "start.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         state = _read_state(folder)
-        if state and _answers(state["uri"]):
+        if state and answers(state["uri"]):
             return state["uri"]
         return _start(folder)
 
@@ -40,7 +40,7 @@ def embedded_uri(home: Path) -> str:
 def embedded_running(home: Path) -> bool:
     """Whether this home's embedded server is up (it is not started if not)."""
     state = _read_state(home / "mongo")
-    return bool(state) and _answers(state["uri"])
+    return bool(state) and answers(state["uri"])
 
 
 def stop_embedded(home: Path) -> bool:
@@ -67,6 +67,45 @@ def stop_embedded(home: Path) -> bool:
     return True
 
 
+def server_command(folder: Path, port: int) -> list[str]:
+    """The SecantusDB server on `folder` (data in folder/data), listening on 127.0.0.1:`port`."""
+    config = folder / "empty.toml"
+    config.touch()
+    return [
+        sys.executable,
+        "-m",
+        "secantus",
+        "--standalone",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        str(folder / "data"),
+        # An explicit empty config: otherwise it reads ./secantusd.toml or ~/.secantus/.
+        "--config",
+        str(config),
+        "--log-level",
+        "WARNING",
+    ]
+
+
+def local_uri(port: int) -> str:
+    return f"mongodb://127.0.0.1:{port}/?retryWrites=false"
+
+
+def answers(uri: str, *, timeout_ms: int = 500) -> bool:
+    """Whether a MongoDB server answers a ping at `uri` now."""
+    client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+    try:
+        client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+
+
 def _start(folder: Path) -> str:
     try:
         import secantus  # noqa: F401
@@ -76,34 +115,16 @@ def _start(folder: Path) -> str:
             "`pip install 'tdsync[embedded]'` or point TDSYNC_MONGO_URI at a MongoDB"
         ) from None
     port = _free_port()
-    config = folder / "empty.toml"
-    config.touch()
     # The child keeps its own copy of the log file; this process need not hold it open.
     with open(folder / "server.log", "ab") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "secantus",
-                "--standalone",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--storage-path",
-                str(folder / "data"),
-                # An explicit empty config: otherwise it reads ./secantusd.toml or ~/.secantus/.
-                "--config",
-                str(config),
-                "--log-level",
-                "WARNING",
-            ],
+            server_command(folder, port),
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # outlives the process that started it; Ctrl-C there does not kill it
         )
-    uri = f"mongodb://127.0.0.1:{port}/?retryWrites=false"
+    uri = local_uri(port)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -111,7 +132,7 @@ def _start(folder: Path) -> str:
                 f"the embedded MongoDB server exited at start (code {proc.returncode}); "
                 f"see {folder / 'server.log'}"
             )
-        if _answers(uri):
+        if answers(uri):
             (folder / "server.json").write_text(json.dumps({"pid": proc.pid, "uri": uri}))
             return uri
         time.sleep(0.1)
@@ -126,17 +147,6 @@ def _read_state(folder: Path) -> dict | None:
         return json.loads((folder / "server.json").read_text())
     except (OSError, ValueError):
         return None
-
-
-def _answers(uri: str) -> bool:
-    client = MongoClient(uri, serverSelectionTimeoutMS=500, connectTimeoutMS=500)
-    try:
-        client.admin.command("ping")
-        return True
-    except PyMongoError:
-        return False
-    finally:
-        client.close()
 
 
 def _alive(pid: int) -> bool:

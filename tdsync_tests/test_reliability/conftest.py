@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -15,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
 
 from tdsync.catalogue import open_store
+from tdsync.embedded import answers, local_uri, server_command
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database
 from tdsync_tests.test_api.live import ApiProcess, free_port, isolated_env, settings_for
@@ -45,30 +43,14 @@ class StoreProcess:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.port = free_port()
-        self.uri = f"mongodb://127.0.0.1:{self.port}/?retryWrites=false"
+        self.uri = local_uri(self.port)
         self.proc: subprocess.Popen | None = None
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "empty.toml").touch()
 
     def start(self) -> StoreProcess:
         with open(self.folder / "server.log", "ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "secantus",
-                    "--standalone",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--storage-path",
-                    str(self.folder / "data"),
-                    "--config",
-                    str(self.folder / "empty.toml"),
-                    "--log-level",
-                    "WARNING",
-                ],
+                server_command(self.folder, self.port),
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
@@ -80,14 +62,7 @@ class StoreProcess:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise RuntimeError(f"SecantusDB exited: {(self.folder / 'server.log').read_text()}")
-        client = MongoClient(self.uri, serverSelectionTimeoutMS=300, connectTimeoutMS=300)
-        try:
-            client.admin.command("ping")
-            return True
-        except PyMongoError:
-            return False
-        finally:
-            client.close()
+        return answers(self.uri, timeout_ms=300)
 
     def kill(self) -> None:
         """kill -9, and wait until the port is closed."""
