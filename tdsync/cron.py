@@ -74,7 +74,6 @@ def next_fire_after(expression: str, moment: datetime) -> datetime:
 @dataclass(frozen=True)
 class DueRefresh:
     connection_id: str
-    alias: str
     fire_time: datetime
 
     @property
@@ -128,7 +127,7 @@ def due_refreshes(connections: Iterable[DatabaseConnection], tick: datetime) -> 
         scheduled += 1
         fired = last_fire_at_or_before(conn.refresh_schedule, tick)
         if fired > window_start:
-            due.append(DueRefresh(conn.id, conn.alias, fired))
+            due.append(DueRefresh(conn.id, fired))
         upcoming = next_fire_after(conn.refresh_schedule, tick)
         next_fire = upcoming if next_fire is None else min(next_fire, upcoming)
     return ScheduleCheck(due=due, scheduled=scheduled, next_fire=next_fire, invalid=invalid)

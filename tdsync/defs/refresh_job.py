@@ -13,6 +13,7 @@ from tdsync.defs.leases import (
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
 from tdsync.models import utcnow
 from tdsync.refresh import Listing, RefreshPlan, plan_refresh
+from tdsync.store import CatalogueStore
 
 CONNECTION_TAG = "tdsync/db_connection_id"
 TRIGGER_TAG = "tdsync/trigger"
@@ -36,14 +37,11 @@ class ConnectionRef:
 def load_connection(
     context: dg.OpExecutionContext, config: ConnectionConfig, catalogue: CatalogueResource
 ) -> ConnectionRef:
-    with failures_as_dagster():
-        conn = catalogue.get_store().get_connection(config.db_connection_id)
-    tag_run(context, conn.id)
-    hold_connection_lease(context, catalogue.get_store(), conn.id)
+    conn = take_connection(context, catalogue.get_store(), config.db_connection_id)
     context.log.info(
         f"connection {conn.alias} ({conn.dialect}), schemas: {conn.schemas or 'default'}"
     )
-    return ConnectionRef(conn.id, conn.alias, conn.dialect, conn.schemas)
+    return conn
 
 
 @dg.op
@@ -116,7 +114,19 @@ def _names(keys) -> dg.MetadataValue:
     return dg.MetadataValue.json(shown)
 
 
-def tag_run(context: dg.OpExecutionContext, connection_id: str) -> None:
+def take_connection(
+    context: dg.OpExecutionContext, store: CatalogueStore, id_or_alias: str
+) -> ConnectionRef:
+    """The first step of both jobs: load the run's connection, tag the run with it and take the
+    connection's lease (waiting, bounded, for another run of it)."""
+    with failures_as_dagster():
+        conn = store.get_connection(id_or_alias)
+    _tag_run(context, conn.id)
+    hold_connection_lease(context, store, conn.id)
+    return ConnectionRef(conn.id, conn.alias, conn.dialect, conn.schemas)
+
+
+def _tag_run(context: dg.OpExecutionContext, connection_id: str) -> None:
     # Runs launched from the UI only carry the connection in their config; tag them so that
     # run lists filter and per-connection concurrency see them like every other trigger's.
     if context.run.tags.get(CONNECTION_TAG) != connection_id:

@@ -13,10 +13,9 @@ import dagster as dg
 from tdsync.bulk import gc_paused
 from tdsync.config import Settings
 from tdsync.defs.leases import (
-    hold_connection_lease,
     release_connection_lease,
 )
-from tdsync.defs.refresh_job import TRIGGER_TAG, ConnectionRef, tag_run
+from tdsync.defs.refresh_job import TRIGGER_TAG, ConnectionRef, take_connection
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
 from tdsync.errors import TdsyncError
 from tdsync.models import utcnow
@@ -51,9 +50,7 @@ def start_scan(
     settings = Settings.from_env()
     with failures_as_dagster():
         store = catalogue.get_store()
-        conn = store.get_connection(config.db_connection_id)
-        tag_run(context, conn.id)
-        hold_connection_lease(context, store, conn.id)
+        conn = take_connection(context, store, config.db_connection_id)
         now = utcnow()
         expired = store.expire_scan_leases(conn.id, now)
         ids = None  # all of the connection's
@@ -77,9 +74,7 @@ def start_scan(
         sample_rows=config.sample_rows,
         concurrency=max(1, config.concurrency),
     )
-    return ScanBatch(
-        ConnectionRef(conn.id, conn.alias, conn.dialect, conn.schemas), targets, options, expired
-    )
+    return ScanBatch(conn, targets, options, expired)
 
 
 @dg.op

@@ -18,14 +18,15 @@ from tdsync import leases
 from tdsync.config import Settings
 from tdsync.credentials import scrub
 from tdsync.defs.assets import CONNECTIONS, catalogue_checks
-from tdsync.defs.refresh_job import CONNECTION_TAG
+from tdsync.defs.refresh_job import CONNECTION_TAG, refresh_table_descriptions
 from tdsync.defs.resources import CatalogueResource, failures_as_dagster
+from tdsync.defs.scan_job import scan_table_descriptions
 from tdsync.errors import TdsyncError
 from tdsync.models import as_utc, utcnow
 from tdsync.store import CatalogueStore
 
-SCAN_JOB = "scan_table_descriptions"
-REFRESH_JOB = "refresh_table_descriptions"
+SCAN_JOB = scan_table_descriptions.name
+REFRESH_JOB = refresh_table_descriptions.name
 RELEASE_GRACE = timedelta(seconds=60)
 
 
@@ -36,10 +37,11 @@ def settle_ended_run(store: CatalogueStore, run: dg.DagsterRun, error: str) -> s
     failed = 0
     if run.job_name == SCAN_JOB and connection_id:
         # A raw driver error may quote the URI: the message is stored and shown by the API.
+        uris = []
         with contextlib.suppress(TdsyncError):  # e.g. the connection was deleted meanwhile
-            error = scrub(error, store.connection_uri(connection_id))
+            uris.append(store.connection_uri(connection_id))
         failed = store.fail_synchronizing(
-            connection_id, error_message=scrub(error), scan_run_id=run.run_id
+            connection_id, error_message=scrub(error, *uris), scan_run_id=run.run_id
         )
     return (
         f"run {run.run_id} ({run.job_name}, connection {connection_id or 'unknown'}): "
