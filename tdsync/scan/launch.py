@@ -92,12 +92,12 @@ def _claim_and_start(
     run_id = str(uuid.uuid4())
     now = utcnow()
     store.expire_scan_leases(connection_id, now)
-    targets = store.claim_for_scan(
+    store.mark_for_scan(
         connection_id, ids, run_id=run_id, lease_expires_at=lease_expiry(now, settings.scan_lease_s)
     )
-    if not targets:
-        return []
     claimed = store.claimed_descriptions(connection_id, run_id)
+    if not claimed:
+        return []
     try:
         start_detached_scan(
             store,

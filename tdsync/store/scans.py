@@ -121,9 +121,39 @@ class ScansMixin(StoreBase):
         run_id: str,
         lease_expires_at: datetime,
     ) -> list[ScanTarget]:
-        """Mark rows SYNCHRONIZING for a scan run (taking them over from any earlier scan) and
-        return exactly the rows marked: these ids, or every row of the connection that is not
-        DEPRECATED. Sorted by (schema_name, table_name)."""
+        """Mark rows SYNCHRONIZING for a scan run (mark_for_scan) and return exactly the rows the
+        run holds, sorted by (schema_name, table_name)."""
+        self.mark_for_scan(connection_id, ids, run_id=run_id, lease_expires_at=lease_expires_at)
+        fields = {k: 1 for k in ("schema_name", "table_name", "table_type", "status")}
+        fields["last_schema_sync"] = 1
+        with storage_errors():
+            docs = self.descriptions.find(
+                {"db_connection_id": connection_id, "scan_run_id": run_id}, fields
+            )
+            targets = [
+                ScanTarget(
+                    id=str(d["_id"]),
+                    db_connection_id=connection_id,
+                    schema_name=d["schema_name"],
+                    table_name=d["table_name"],
+                    table_type=TableType(d.get("table_type") or TableType.TABLE),
+                    status=Status(d["status"]),
+                    scanned_before=d.get("last_schema_sync") is not None,
+                )
+                for d in docs
+            ]
+        return sorted(targets, key=lambda t: (t.schema_name, t.table_name))
+
+    def mark_for_scan(
+        self,
+        connection_id: str,
+        ids: list[str] | None,
+        *,
+        run_id: str,
+        lease_expires_at: datetime,
+    ) -> None:
+        """Mark rows SYNCHRONIZING under a scan run (taking them over from any earlier scan):
+        these ids, or every row of the connection that is not DEPRECATED."""
         claim = {
             "$set": {
                 "status": Status.SYNCHRONIZING.value,
@@ -142,30 +172,12 @@ class ScansMixin(StoreBase):
             {"status": {"$ne": Status.SYNCHRONIZING.value}},
             {"scan_lease_expires_at": {"$lt": now + (lease_expires_at - now) / 2}},
         ]
-        fields = {k: 1 for k in ("schema_name", "table_name", "table_type", "status")}
-        fields["last_schema_sync"] = 1
         with storage_errors():
             if ids is None:
                 self.descriptions.update_many(scannable, claim)
             else:
                 for chunk in _chunked([ObjectId(i) for i in dict.fromkeys(ids)]):
                     self.descriptions.update_many({**scannable, "_id": {"$in": chunk}}, claim)
-            docs = self.descriptions.find(
-                {"db_connection_id": connection_id, "scan_run_id": run_id}, fields
-            )
-            targets = [
-                ScanTarget(
-                    id=str(d["_id"]),
-                    db_connection_id=connection_id,
-                    schema_name=d["schema_name"],
-                    table_name=d["table_name"],
-                    table_type=TableType(d.get("table_type") or TableType.TABLE),
-                    status=Status(d["status"]),
-                    scanned_before=d.get("last_schema_sync") is not None,
-                )
-                for d in docs
-            ]
-        return sorted(targets, key=lambda t: (t.schema_name, t.table_name))
 
     def renew_scan_lease(self, connection_id: str, run_id: str, lease_expires_at: datetime) -> int:
         """Push back the lease of the rows a live scan run still holds."""
