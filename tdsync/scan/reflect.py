@@ -29,6 +29,29 @@ class TableNotFound(LookupError):
     """The table or view is no longer in the source database."""
 
 
+def _gone(name: str) -> TableNotFound:
+    return TableNotFound(f"{name!r} is not in the source database any more")
+
+
+def _described_column(
+    name: str, data_type: str, nullable: Any, pk: list[str], fk: ForeignKey | None
+) -> ColumnDescription:
+    # A key column is never nullable, whatever the driver reports.
+    return ColumnDescription(
+        name=name,
+        data_type=data_type,
+        is_primary_key=name in pk,
+        nullable=bool(nullable) and name not in pk,
+        foreign_key=fk,
+    )
+
+
+def _kept_default(default: Any) -> bool:
+    # A sequence default names an object a fresh database lacks; an autoincrement key
+    # renders as SERIAL / AUTO_INCREMENT without it.
+    return default is not None and "nextval(" not in str(default)
+
+
 @dataclass
 class ReflectedTable:
     columns: list[ColumnDescription]
@@ -81,7 +104,7 @@ def reflect_tables(
     for name, kind in tables.items():
         found = raw.get(name)
         if found is None:
-            out[name] = TableNotFound(f"{name!r} is not in the source database any more")
+            out[name] = _gone(name)
         elif isinstance(found, Exception):
             out[name] = found
         else:
@@ -228,12 +251,14 @@ def _raw_types(
     conn: Connection, schema: str | None, raw: dict[str, _Raw | Exception]
 ) -> dict[tuple[str, str], str]:
     """The database's own names of types SQLAlchemy did not recognise (PostgreSQL only)."""
+    if conn.dialect.name != "postgresql":
+        return {}
     unknown = [
         name
         for name, r in raw.items()
         if isinstance(r, _Raw) and any(isinstance(c["type"], NullType) for c in r.columns)
     ]
-    if not unknown or conn.dialect.name != "postgresql":
+    if not unknown:
         return {}
     rows = conn.execute(
         sa.text(
@@ -264,12 +289,12 @@ def _build(
     fk_of = _foreign_keys_by_column(dialect, schema, raw.fks)
     type_names = [_compiled_type(col["type"], dialect) for col in raw.columns]
     columns = [
-        ColumnDescription(
-            name=col["name"],
-            data_type=type_name if type_name is not None else type(col["type"]).__name__.upper(),
-            is_primary_key=col["name"] in pk_cols,
-            nullable=bool(col.get("nullable", True)) and col["name"] not in pk_cols,
-            foreign_key=fk_of.get(col["name"]),
+        _described_column(
+            col["name"],
+            type_name if type_name is not None else type(col["type"]).__name__.upper(),
+            col.get("nullable", True),
+            pk_cols,
+            fk_of.get(col["name"]),
         )
         for col, type_name in zip(raw.columns, type_names, strict=True)
     ]
@@ -348,7 +373,7 @@ def _plain_pg_table_ddl(
             or not _PLAIN_COLUMN_KEYS.issuperset(col)
             or col.get("autoincrement") is not False
             or not isinstance(col.get("nullable"), bool)
-            or (col.get("default") is not None and "nextval(" not in str(col["default"]))
+            or _kept_default(col.get("default"))
             or (isinstance(type_, sa.types.SchemaType) and not _plain_boolean(type_))
         ):
             return None
@@ -438,9 +463,7 @@ def _compiled_table_ddl(dialect: Dialect, schema: str | None, name: str, raw: _R
 def _column(col: dict[str, Any]) -> sa.Column:
     args: list[Any] = []
     default = col.get("default")
-    # A sequence default names an object a fresh database lacks; an autoincrement key
-    # renders as SERIAL / AUTO_INCREMENT without it.
-    if default is not None and "nextval(" not in str(default):
+    if _kept_default(default):
         args.append(sa.DefaultClause(sa.text(default) if isinstance(default, str) else default))
     if col.get("computed"):
         args.append(sa.Computed(**col["computed"]))
@@ -530,18 +553,12 @@ def _reflect_duckdb(
     out: dict[str, ReflectedTable | Exception] = {}
     for name in tables:
         if name not in columns or not ddl.get(name):
-            out[name] = TableNotFound(f"{name!r} is not in the source database any more")
+            out[name] = _gone(name)
             continue
         pk = pks.get(name, [])
         out[name] = ReflectedTable(
             columns=[
-                ColumnDescription(
-                    name=column,
-                    data_type=data_type,
-                    is_primary_key=column in pk,
-                    nullable=bool(nullable) and column not in pk,
-                    foreign_key=fks.get(name, {}).get(column),
-                )
+                _described_column(column, data_type, nullable, pk, fks.get(name, {}).get(column))
                 for column, data_type, nullable in columns[name]
             ],
             ddl=ddl[name].strip(),
