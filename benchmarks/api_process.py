@@ -1,15 +1,50 @@
-"""A `tdsync api` process for the HTTP benchmarks: started on a free port, and its CPU time."""
+"""A `tdsync api` process for the HTTP benchmarks: a fresh home for it, started on a free port,
+and its CPU time."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+
+@contextmanager
+def fresh_home(prefix: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A new TDSYNC_HOME and DAGSTER_HOME, as a new user gets them: no TDSYNC_ or DAGSTER_
+    variable of this shell applies, and no TDSYNC_MONGO_URI, so the home's embedded SecantusDB
+    is the store. Its server is stopped and the folder removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    for key in [k for k in os.environ if k.startswith(("TDSYNC_", "DAGSTER_"))]:
+        del os.environ[key]
+    (root / "dagster").mkdir()
+    env = {"TDSYNC_HOME": str(root / "home"), "DAGSTER_HOME": str(root / "dagster")}
+    try:
+        yield root, env
+    finally:
+        from tdsync.embedded import stop_embedded
+
+        stop_embedded(Path(env["TDSYNC_HOME"]))
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def running_api(env: dict[str, str], log_path: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`tdsync api` for the block; yields the process and its base URL."""
+    api, url = start_api(env, log_path)
+    try:
+        yield api, url
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
 
 
 def start_api(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:

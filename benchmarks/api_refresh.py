@@ -18,11 +18,9 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from datetime import UTC, datetime
@@ -33,7 +31,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from api_process import process_cpu_s, start_api  # noqa: E402
+from api_process import fresh_home, process_cpu_s, running_api  # noqa: E402
 
 RESULT = HERE / "results" / "api_refresh.json"
 TARGET_RATIO = 2.0
@@ -47,14 +45,13 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="tdsync-bench-api-"))
-    env = _isolated_env(root)
-    os.environ.update(env)  # this process runs the empty job on the same instance
-    api = None
-    try:
+    with fresh_home("tdsync-bench-api-") as (root, env):
+        os.environ.update(env)  # this process runs the empty job on the same instance
         source = _sqlite_with_tables(root / "source.db", args.tables)
-        api, url = start_api(env, root / "api.log")
-        with httpx.Client(base_url=url, timeout=120) as client:
+        with (
+            running_api(env, root / "api.log") as (api, url),
+            httpx.Client(base_url=url, timeout=120) as client,
+        ):
             created = client.post(
                 "/api/v1/database-connections",
                 json={"alias": "bench", "connection_uri": f"sqlite:///{source}"},
@@ -81,14 +78,6 @@ def main() -> int:
                 cpu = time.process_time()
                 empty_s.append(_timed(empty_job))
                 empty_cpu.append(time.process_time() - cpu)
-    finally:
-        if api is not None:
-            api.terminate()
-            api.wait(timeout=30)
-        from tdsync.embedded import stop_embedded
-
-        stop_embedded(Path(env["TDSYNC_HOME"]))
-        shutil.rmtree(root, ignore_errors=True)
 
     result = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -123,14 +112,6 @@ def main() -> int:
     print(f"ratio of p50s: {result['ratio_p50']} ({verdict} the {TARGET_RATIO}x target)")
     print(f"written to {RESULT.relative_to(HERE.parent)}")
     return 0
-
-
-def _isolated_env(root: Path) -> dict[str, str]:
-    for key in [k for k in os.environ if k.startswith(("TDSYNC_", "DAGSTER_"))]:
-        del os.environ[key]
-    (root / "dagster").mkdir(parents=True)
-    # No TDSYNC_MONGO_URI: the embedded SecantusDB of this TDSYNC_HOME, as a new user gets it.
-    return {"TDSYNC_HOME": str(root / "home"), "DAGSTER_HOME": str(root / "dagster")}
 
 
 def _sqlite_with_tables(path: Path, count: int) -> Path:

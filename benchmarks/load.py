@@ -24,11 +24,9 @@ import itertools
 import json
 import os
 import platform
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,7 +38,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from api_process import process_cpu_s, start_api  # noqa: E402
+from api_process import fresh_home, process_cpu_s, running_api  # noqa: E402
 
 RESULT = HERE / "results" / "load.json"
 REFRESH = "/api/v1/table-descriptions/refresh"
@@ -174,48 +172,34 @@ def main() -> int:
     parser.add_argument("--deadline-s", type=float, default=900.0)
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="tdsync-bench-load-"))
-    for key in [k for k in os.environ if k.startswith(("TDSYNC_", "DAGSTER_"))]:
-        del os.environ[key]
-    (root / "dagster").mkdir()
-    env = {"TDSYNC_HOME": str(root / "home"), "DAGSTER_HOME": str(root / "dagster")}
-    api = None
-    try:
+    with fresh_home("tdsync-bench-load-") as (root, env):
         source = root / "source.db"
         with sqlite3.connect(source) as db:
             for i in range(args.tables):
                 db.execute(f"CREATE TABLE table_{i:03} (id INTEGER PRIMARY KEY, name TEXT)")
-        api, url = start_api(env, root / "api.log")
-        connection_ids = []
-        with httpx.Client(base_url=url, timeout=120) as client:
-            for i in range(args.connections):
-                created = client.post(
-                    "/api/v1/database-connections",
-                    json={"alias": f"load-{i}", "connection_uri": f"sqlite:///{source}"},
-                )
-                created.raise_for_status()
-                connection_ids.append(created.json()["id"])
-                body = {"db_connection_id": connection_ids[-1]}
-                client.post(REFRESH, json=body).raise_for_status()
-        cpu_before = process_cpu_s(api.pid)
-        result = run_load(
-            url,
-            connection_ids,
-            clients=args.clients,
-            requests=args.requests,
-            deadline_s=args.deadline_s,
-        )
-        api_cpu_s = process_cpu_s(api.pid) - cpu_before
-        keys = [(c, *k) for c in connection_ids for k in stored_keys(env, c)]
-        runs = _refresh_runs(env)
-    finally:
-        if api is not None:
-            api.terminate()
-            api.wait(timeout=30)
-        from tdsync.embedded import stop_embedded
-
-        stop_embedded(Path(env["TDSYNC_HOME"]))
-        shutil.rmtree(root, ignore_errors=True)
+        with running_api(env, root / "api.log") as (api, url):
+            connection_ids = []
+            with httpx.Client(base_url=url, timeout=120) as client:
+                for i in range(args.connections):
+                    created = client.post(
+                        "/api/v1/database-connections",
+                        json={"alias": f"load-{i}", "connection_uri": f"sqlite:///{source}"},
+                    )
+                    created.raise_for_status()
+                    connection_ids.append(created.json()["id"])
+                    body = {"db_connection_id": connection_ids[-1]}
+                    client.post(REFRESH, json=body).raise_for_status()
+            cpu_before = process_cpu_s(api.pid)
+            result = run_load(
+                url,
+                connection_ids,
+                clients=args.clients,
+                requests=args.requests,
+                deadline_s=args.deadline_s,
+            )
+            api_cpu_s = process_cpu_s(api.pid) - cpu_before
+            keys = [(c, *k) for c in connection_ids for k in stored_keys(env, c)]
+            runs = _refresh_runs(env)
 
     failures = result.failures(args.tables)
     report = {

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 import psycopg2
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
+from probes import peak_rss_mb
 
 ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 DATABASE = "tdsync_bench_scan"
@@ -74,10 +74,6 @@ def build(tables: int) -> str:
         cur.execute("ANALYZE")
     conn.close()
     return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{DATABASE}"
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
