@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from tdsync.models import Status
-from tdsync.store.base import LEASES, StoreBase, storage_errors
+from tdsync.store.base import LEASES, StoreBase, lease_expiry, storage_errors
 
 
 class LeasesMixin(StoreBase):
@@ -30,7 +30,7 @@ class LeasesMixin(StoreBase):
                             "holder": holder,
                             "kind": kind,
                             "acquired_at": now,
-                            "expires_at": now + timedelta(seconds=ttl_s),
+                            "expires_at": lease_expiry(now, ttl_s),
                         }
                     },
                     upsert=True,
@@ -45,7 +45,7 @@ class LeasesMixin(StoreBase):
         with storage_errors():
             result = self.db[LEASES].update_one(
                 {"_id": connection_id, "holder": holder},
-                {"$set": {"expires_at": now + timedelta(seconds=ttl_s)}},
+                {"$set": {"expires_at": lease_expiry(now, ttl_s)}},
             )
         return result.matched_count == 1
 
