@@ -6,8 +6,9 @@ import contextlib
 import os
 import socket
 import sqlite3
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from cryptography.fernet import Fernet
 
 from tdsync.catalogue import shared_store
 from tdsync.store import CatalogueStore
+from tdsync_tests.test_api.live import isolated_env
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_KEY = Fernet.generate_key().decode()
@@ -58,21 +60,33 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def tdsync_env(mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """An isolated tdsync environment: its own Mongo database, key, home and Dagster instance."""
-    env = {
-        "TDSYNC_MONGO_URI": mongo_uri,
-        "TDSYNC_MONGO_DB": f"tdsync_test_{uuid.uuid4().hex[:12]}",
-        "TDSYNC_ENCRYPTION_KEY": TEST_KEY,
-        "TDSYNC_HOME": str(tmp_path / "home"),
-        "DAGSTER_HOME": str(tmp_path / "dagster"),
-        "TDSYNC_SOURCE_TIMEOUT_S": "5",
-    }
-    (tmp_path / "dagster").mkdir()
+    env = isolated_env(mongo_uri, tmp_path, key=TEST_KEY)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("TDSYNC_API_KEY", raising=False)
     monkeypatch.delenv("TDSYNC_DEPLOYMENT", raising=False)  # local unless a test says otherwise
     yield env
     shared_store().client.drop_database(env["TDSYNC_MONGO_DB"])
+
+
+def until(
+    condition: Callable[[], object], what: str, timeout_s: float = 60.0, poll_s: float = 0.05
+) -> None:
+    """Poll with a deadline, for work in another process or thread that cannot be awaited."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(poll_s)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose socket accepts TCP connections (kernel backlog) but never answers: a source
+    that hangs."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -107,6 +121,15 @@ def _server_database(admin_url: str, what: str) -> Iterator[str]:
             else:
                 conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
         admin.dispose()
+
+
+def execute(url: str, *statements: str) -> None:
+    """Run `statements` on the database at `url`, in one transaction."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+    engine.dispose()
 
 
 def _quick(url: str) -> dict:

@@ -1,6 +1,5 @@
 """The refresh job end to end: tdsync.runs.refresh on real sources, recorded on the Dagster instance."""
 
-import socket
 import sqlite3
 import threading
 import time
@@ -19,8 +18,7 @@ from tdsync.models import utcnow
 from tdsync.refresh import plan_refresh
 from tdsync.sources import list_live_tables
 from tdsync.store import CatalogueStore
-from tdsync_tests.conftest import PG_ADMIN_URL, _server_database
-from tdsync_tests.test_sources import _execute
+from tdsync_tests.conftest import PG_ADMIN_URL, _server_database, execute
 
 
 def sql(path: Path, script: str) -> None:
@@ -196,7 +194,7 @@ def test_unknown_connection_is_not_found(store: CatalogueStore) -> None:
 @pytest.fixture(scope="module")
 def pg_two_schemas() -> Iterator[str]:
     for url in _server_database(PG_ADMIN_URL, "PostgreSQL at 127.0.0.1:5432"):
-        _execute(
+        execute(
             url,
             "CREATE TABLE users (id int)",
             'CREATE TABLE "Users" (id int)',
@@ -228,26 +226,19 @@ def test_schema_removed_from_the_connection_is_deprecated(
 
 
 def test_unreachable_source_fails_within_the_timeout_and_changes_nothing(
-    store: CatalogueStore, pg_two_schemas: str, monkeypatch: pytest.MonkeyPatch
+    store: CatalogueStore, pg_two_schemas: str, silent_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cid = store.add_connection(alias="pg", connection_uri=pg_two_schemas).id
     refresh_directly(store, cid)
     before = snapshot(store, cid)
 
-    silent = socket.socket()  # accepts TCP connections, never answers
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
-    port = silent.getsockname()[1]
     store.update_connection(
-        cid, connection_uri=f"postgresql://postgres:s3cr3tpw@127.0.0.1:{port}/shop"
+        cid, connection_uri=f"postgresql://postgres:s3cr3tpw@127.0.0.1:{silent_port}/shop"
     )
     monkeypatch.setenv("TDSYNC_SOURCE_TIMEOUT_S", "1")
     started = time.monotonic()
-    try:
-        with pytest.raises(InvalidDatabaseConnection) as err:
-            runs.refresh(cid, trigger="cli")
-    finally:
-        silent.close()
+    with pytest.raises(InvalidDatabaseConnection) as err:
+        runs.refresh(cid, trigger="cli")
     assert time.monotonic() - started < 6
     assert snapshot(store, cid) == before
     assert "s3cr3tpw" not in str(err.value.as_dict())

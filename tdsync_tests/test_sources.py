@@ -1,6 +1,5 @@
 """Live listing on real engines (SQLite, PostgreSQL, MariaDB) and failing fast on bad sources."""
 
-import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -13,7 +12,8 @@ from tdsync.errors import InvalidDatabaseConnection
 from tdsync.models import TableType
 from tdsync.refresh import Listing
 from tdsync.sources import list_live_tables, source_engine
-from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database
+from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database, execute
+from tdsync_tests.test_api.live import free_port
 
 T, V, M = TableType.TABLE, TableType.VIEW, TableType.MATERIALIZED_VIEW
 
@@ -23,14 +23,6 @@ def names(listing: Listing) -> dict[str, list[tuple[str, TableType]] | None]:
         schema: None if tables is None else [(t.table_name, t.table_type) for t in tables]
         for schema, tables in listing.schemas.items()
     }
-
-
-def _execute(url: str, *statements: str) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.execute(sa.text(statement))
-    engine.dispose()
 
 
 # -- SQLite ----------------------------------------------------------------------------------
@@ -88,7 +80,7 @@ def test_file_that_is_not_a_database_is_invalid(tmp_path: Path) -> None:
 def pg_shop() -> Iterator[str]:
     """Two schemas, a view, a materialized view, a mixed-case table, "Users" beside users."""
     for url in _server_database(PG_ADMIN_URL, "PostgreSQL at 127.0.0.1:5432"):
-        _execute(
+        execute(
             url,
             "CREATE TABLE users (id int PRIMARY KEY)",
             'CREATE TABLE "Users" (id int PRIMARY KEY)',
@@ -140,7 +132,7 @@ def test_postgres_options_of_the_uri_are_kept_beside_the_statement_timeout(pg_sh
 @pytest.fixture(scope="module")
 def mysql_shop() -> Iterator[str]:
     for url in _server_database(MYSQL_ADMIN_URL, "MariaDB at 127.0.0.1:3306"):
-        _execute(
+        execute(
             url,
             "CREATE TABLE users (id int PRIMARY KEY)",
             "CREATE TABLE Users (id int PRIMARY KEY)",
@@ -167,20 +159,8 @@ def test_mariadb_uri_without_driver_uses_pymysql(mysql_shop: str) -> None:
 
 
 @pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port whose socket accepts TCP connections (kernel backlog) but never answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    yield sock.getsockname()[1]
-    sock.close()
-
-
-@pytest.fixture
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()
 
 
 @pytest.mark.parametrize(

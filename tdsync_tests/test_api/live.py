@@ -25,13 +25,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def isolated_env(mongo_uri: str, root: Path) -> dict[str, str]:
-    """The variables of the tdsync_env fixture, for a server that outlives one test."""
+def isolated_env(
+    mongo_uri: str, root: Path, *, key: str | None = None, db_prefix: str = "tdsync_test"
+) -> dict[str, str]:
+    """The variables of an isolated tdsync environment (the tdsync_env fixture's, and those of a
+    server that outlives one test): its own Mongo database, key (new unless given), home and
+    Dagster instance, under `root`."""
     (root / "dagster").mkdir(parents=True, exist_ok=True)
     return {
         "TDSYNC_MONGO_URI": mongo_uri,
-        "TDSYNC_MONGO_DB": f"tdsync_test_{uuid.uuid4().hex[:12]}",
-        "TDSYNC_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "TDSYNC_MONGO_DB": f"{db_prefix}_{uuid.uuid4().hex[:12]}",
+        "TDSYNC_ENCRYPTION_KEY": key or Fernet.generate_key().decode(),
         "TDSYNC_HOME": str(root / "home"),
         "DAGSTER_HOME": str(root / "dagster"),
         "TDSYNC_SOURCE_TIMEOUT_S": "5",

@@ -6,12 +6,10 @@ One `tdsync dev` serves the whole module (starting it costs seconds); the last t
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from tdsync.config import Settings
 from tdsync.models import utcnow
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import TEST_KEY
+from tdsync_tests.test_api.live import free_port, isolated_env
 from tdsync_tests.test_cli.conftest import TDSYNC
 
 LOCATION = "tdsync.definitions"
@@ -38,12 +37,6 @@ class Dev:
     env: dict[str, str]
     store: CatalogueStore
     home: Path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -96,15 +89,7 @@ def alive(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def dev(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     home = tmp_path_factory.mktemp("dev")
-    env = {
-        **os.environ,
-        "TDSYNC_MONGO_URI": mongo_uri,
-        "TDSYNC_MONGO_DB": f"tdsync_dev_{uuid.uuid4().hex[:12]}",
-        "TDSYNC_ENCRYPTION_KEY": TEST_KEY,
-        "TDSYNC_HOME": str(home / "home"),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "TDSYNC_SOURCE_TIMEOUT_S": "5",
-    }
+    env = {**os.environ, **isolated_env(mongo_uri, home, key=TEST_KEY, db_prefix="tdsync_dev")}
     env.pop("TDSYNC_API_KEY", None)
     with mock.patch.dict(os.environ, env):
         store = open_store(Settings.from_env())

@@ -15,6 +15,7 @@ from tdsync.defs.resources import SourceDatabasesResource, default_resources
 from tdsync.errors import ConnectionBusy, InvalidDatabaseConnection
 from tdsync.models import utcnow
 from tdsync.store import CatalogueStore
+from tdsync_tests.conftest import until
 
 
 @pytest.fixture
@@ -36,13 +37,6 @@ def paused_listing(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
 
     monkeypatch.setattr(SourceDatabasesResource, "list_live", list_live)
     return resume
-
-
-def until(condition: Callable[[], object], what: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.02)
 
 
 def in_thread(work: Callable[[], object]) -> tuple[threading.Thread, dict]:
@@ -67,7 +61,12 @@ def test_second_refresh_during_a_running_one_waits_and_returns_its_result(
     store, connection, paused_listing
 ):
     first, first_out = in_thread(lambda: runs.refresh(connection, trigger="webhook"))
-    until(lambda: (store.connection_lease(connection) or {}).get("holder"), "the lease is held")
+    until(
+        lambda: (store.connection_lease(connection) or {}).get("holder"),
+        "the lease is held",
+        timeout_s=20,
+        poll_s=0.02,
+    )
     second, second_out = in_thread(lambda: runs.refresh(connection, trigger="cli"))
     time.sleep(0.5)  # give the second caller time to (wrongly) start a run of its own
     assert second.is_alive(), "the second refresh did not wait for the first"
@@ -146,7 +145,7 @@ def test_run_launched_outside_tdsync_runs_takes_the_lease_inside_the_job(
         )
 
     thread, outcome = in_thread(launched_run)
-    until(lambda: refresh_runs(instance), "the launched run has started")
+    until(lambda: refresh_runs(instance), "the launched run has started", timeout_s=20, poll_s=0.02)
     time.sleep(0.5)
     assert thread.is_alive(), "the launched run did not wait for the lease"
     assert store.list_descriptions(connection) == []

@@ -2,14 +2,12 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import pytest
 
 from tdsync import runs
 from tdsync.defs.refresh_job import CONNECTION_TAG
@@ -52,15 +50,6 @@ def test_a_run_still_waiting_for_the_lease_is_alive_until_it_outlives_the_longes
     assert orphan_reason(other, "r1", NOW - timedelta(seconds=WAIT_S), NOW, WAIT_S) is None
     assert orphan_reason(other, "r1", NOW - timedelta(seconds=WAIT_S + 121), NOW, WAIT_S)
     assert orphan_reason(None, "r1", NOW - timedelta(hours=1), NOW, WAIT_S)
-
-
-@pytest.fixture
-def silent_port():
-    """A port that accepts TCP connections but never answers: a source that hangs."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield sock.getsockname()[1]
 
 
 def test_killed_api_process_run_is_marked_failed_and_frees_its_connection(

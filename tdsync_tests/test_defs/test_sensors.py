@@ -69,6 +69,18 @@ def failed_scan(instance: dg.DagsterInstance, connection: str) -> dg.ExecuteInPr
     )
 
 
+def settle_failure(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> None:
+    """Run the settle_failed_runs sensor on the failure of `result`'s run."""
+    context = dg.build_run_status_sensor_context(
+        sensor_name="settle_failed_runs",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+        resources=RESOURCES,
+    ).for_run_failure()
+    settle_failed_runs(context)
+
+
 def test_failed_scan_turns_its_synchronizing_rows_failed_with_the_run_error(store, connection):
     instance = runs.instance()
     result = failed_scan(instance, connection)
@@ -79,14 +91,7 @@ def test_failed_scan_turns_its_synchronizing_rows_failed_with_the_run_error(stor
         connection, holder=result.run_id, kind=SCAN_JOB, ttl_s=60, now=utcnow()
     )
 
-    context = dg.build_run_status_sensor_context(
-        sensor_name="settle_failed_runs",
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        dagster_event=result.get_run_failure_event(),
-        resources=RESOURCES,
-    ).for_run_failure()
-    settle_failed_runs(context)
+    settle_failure(instance, result)
 
     error = "scan run failed: reading sales.orders failed: permission denied"
     assert statuses(store, connection) == {
@@ -143,14 +148,7 @@ def test_run_error_written_to_rows_never_holds_the_password(store, sqlite_path):
     result = leaking_scan.execute_in_process(
         instance=instance, tags={CONNECTION_TAG: conn.id}, raise_on_error=False
     )
-    context = dg.build_run_status_sensor_context(
-        sensor_name="settle_failed_runs",
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        dagster_event=result.get_run_failure_event(),
-        resources=RESOURCES,
-    ).for_run_failure()
-    settle_failed_runs(context)
+    settle_failure(instance, result)
 
     status, error = statuses(store, conn.id)["orders"]
     assert status == "FAILED"
@@ -169,14 +167,7 @@ def test_failed_refresh_leaves_descriptions_alone(store, connection):
     result = stand_in_refresh.execute_in_process(
         instance=instance, tags={CONNECTION_TAG: connection}, raise_on_error=False
     )
-    context = dg.build_run_status_sensor_context(
-        sensor_name="settle_failed_runs",
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        dagster_event=result.get_run_failure_event(),
-        resources=RESOURCES,
-    ).for_run_failure()
-    settle_failed_runs(context)
+    settle_failure(instance, result)
 
     assert statuses(store, connection)["orders"] == ("SYNCHRONIZING", None)
 

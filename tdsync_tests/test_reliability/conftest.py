@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,19 +17,11 @@ import sqlalchemy as sa
 from tdsync.catalogue import open_store
 from tdsync.embedded import answers, local_uri, server_command
 from tdsync.store import CatalogueStore
-from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database
+from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database, until
 from tdsync_tests.test_api.live import ApiProcess, free_port, isolated_env, settings_for
 
 CANARY = "pw-CANARY-7f3a"  # the password every secrets test looks for
 START_TIMEOUT_S = 60.0
-
-
-def until(condition: Callable[[], object], what: str, timeout_s: float = 60.0) -> None:
-    """Poll with a deadline, for work in another process or thread that cannot be awaited."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.05)
 
 
 # -- the store's server as a process of its own, to kill -9 and restart -------------------------

@@ -24,6 +24,7 @@ from tdsync.models import Status
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database
 from tdsync_tests.test_reliability.conftest import duplicates
+from tdsync_tests.test_scan.conftest import run_statements
 
 INJECTION = 'x"; DROP TABLE canary; --'
 COMMON_TABLES = [
@@ -123,11 +124,7 @@ def hostile_source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[t
     )
     server = _server_database(admin, what)
     url = next(server)
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for statement in dialect.statements():
-            conn.exec_driver_sql(statement.replace("%", "%%"))
-    engine.dispose()
+    run_statements(url, dialect.statements())
     yield dialect.name, url
     next(server, None)
 

@@ -24,9 +24,9 @@ import sqlalchemy as sa
 from tdsync import runs
 from tdsync.models import Status, as_utc, utcnow
 from tdsync.store import CatalogueStore
-from tdsync_tests.conftest import PG_ADMIN_URL, _server_database
+from tdsync_tests.conftest import PG_ADMIN_URL, _server_database, execute, until
 from tdsync_tests.test_api.live import ApiProcess, unique
-from tdsync_tests.test_reliability.conftest import duplicates, until
+from tdsync_tests.test_reliability.conftest import duplicates
 
 # The dead holder's connection lease lasts LEASE_TTL_S (two minutes): shortened in the child.
 CLI_SCAN = textwrap.dedent(
@@ -50,14 +50,6 @@ def slow_source() -> Iterator[str]:
     execute(url, "CREATE TABLE a_quick (id int PRIMARY KEY)", "CREATE TABLE b_quick (id int)", SLOW)
     yield url
     next(server, None)
-
-
-def execute(url: str, *statements: str) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.execute(sa.text(statement))
-    engine.dispose()
 
 
 def end_queries(url: str, containing: str) -> None:

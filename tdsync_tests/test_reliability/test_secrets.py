@@ -29,9 +29,9 @@ from tdsync import runs
 from tdsync.errors import TdsyncError
 from tdsync.models import Status
 from tdsync.store import CatalogueStore
-from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL
+from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, until
 from tdsync_tests.test_api.live import ApiProcess, unique
-from tdsync_tests.test_reliability.conftest import CANARY, until
+from tdsync_tests.test_reliability.conftest import CANARY
 
 CONNECTIONS = "/api/v1/database-connections"
 DESCRIPTIONS = "/api/v1/table-descriptions"

@@ -18,7 +18,7 @@ from tdsync import runs
 from tdsync.errors import InvalidDatabaseConnection
 from tdsync.models import Status
 from tdsync.store import CatalogueStore
-from tdsync_tests.conftest import PG_ADMIN_URL, _server_database
+from tdsync_tests.conftest import PG_ADMIN_URL, _server_database, execute
 from tdsync_tests.test_reliability.conftest import BackendKiller, duplicates
 
 
@@ -34,22 +34,19 @@ def sampling(table: str):
 def source() -> Iterator[str]:
     server = _server_database(PG_ADMIN_URL, "PostgreSQL at 127.0.0.1:5432")
     url = next(server)
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for name in ("orders", "customers", "legacy"):
-            conn.execute(sa.text(f"CREATE TABLE {name} (id int PRIMARY KEY, state text)"))
-            conn.execute(sa.text(f"INSERT INTO {name} VALUES (1, 'new'), (2, 'paid')"))
-    engine.dispose()
+    execute(
+        url,
+        *(
+            statement
+            for name in ("orders", "customers", "legacy")
+            for statement in (
+                f"CREATE TABLE {name} (id int PRIMARY KEY, state text)",
+                f"INSERT INTO {name} VALUES (1, 'new'), (2, 'paid')",
+            )
+        ),
+    )
     yield url
     next(server, None)
-
-
-def change(url: str, *statements: str) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.execute(sa.text(statement))
-    engine.dispose()
 
 
 def catalogue(store: CatalogueStore, connection_id: str) -> dict[str, tuple[Status, str | None]]:
@@ -64,7 +61,7 @@ def catalogued(store: CatalogueStore, source: str) -> str:
     runs.refresh(connection_id, trigger="cli")
     orders = next(d for d in store.list_descriptions(connection_id) if d.table_name == "orders")
     store.update_description(orders.id, {"description": "one row per order"})
-    change(source, "DROP TABLE legacy", "CREATE TABLE invoices (id int)")
+    execute(source, "DROP TABLE legacy", "CREATE TABLE invoices (id int)")
     return connection_id
 
 

@@ -20,8 +20,9 @@ import httpx
 from tdsync import runs
 from tdsync.catalogue import open_store
 from tdsync.models import Status
+from tdsync_tests.conftest import until
 from tdsync_tests.test_api.live import ApiProcess, isolated_env, settings_for
-from tdsync_tests.test_reliability.conftest import StoreProcess, duplicates, until
+from tdsync_tests.test_reliability.conftest import StoreProcess, duplicates
 
 HERE = Path(__file__).parent
 CONNECTIONS = "/api/v1/database-connections"

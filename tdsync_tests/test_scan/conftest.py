@@ -6,7 +6,6 @@ secret-looking column, a long text value and hostile names (quotes, spaces, unic
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -209,11 +208,3 @@ def live_targets(uri: str, schemas: list[str] | None):
         for tables in listing.schemas.values()
         for t in tables or []
     ]
-
-
-def until(condition: Callable[[], object], what: str, timeout_s: float = 60.0) -> None:
-    """Poll with a deadline (for work in another process, which cannot be awaited)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.1)

@@ -12,7 +12,8 @@ from datetime import timedelta
 from tdsync import runs
 from tdsync.models import Status, as_utc, utcnow
 from tdsync.store import CatalogueStore
-from tdsync_tests.test_scan.conftest import run_statements, until
+from tdsync_tests.conftest import until
+from tdsync_tests.test_scan.conftest import run_statements
 
 CHILD = textwrap.dedent(
     """
@@ -61,6 +62,7 @@ def test_killed_scan_leaves_nothing_synchronizing_after_its_lease(
                 }
             ),
             "the quick tables are saved while the slow view is still being read",
+            poll_s=0.1,
         )
     finally:
         child.send_signal(signal.SIGKILL)
@@ -71,7 +73,7 @@ def test_killed_scan_leaves_nothing_synchronizing_after_its_lease(
     assert slow["status"] == Status.SYNCHRONIZING  # the dead run cannot settle it...
     expiry = as_utc(slow["scan_lease_expires_at"])
     assert expiry <= utcnow() + timedelta(seconds=3)
-    until(lambda: utcnow() > expiry, "the dead run's lease has run out", timeout_s=10)
+    until(lambda: utcnow() > expiry, "the dead run's lease has run out", timeout_s=10, poll_s=0.1)
 
     runs.refresh(connection_id, trigger="cli")  # ...the next refresh does
 

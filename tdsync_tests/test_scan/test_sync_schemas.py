@@ -15,8 +15,9 @@ from tdsync.api.app import create_app
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.models import Status
 from tdsync.store import CatalogueStore
+from tdsync_tests.conftest import until
 from tdsync_tests.test_api.live import ApiProcess, isolated_env, settings_for, unique
-from tdsync_tests.test_scan.conftest import SQLITE_SHOP, run_statements, until
+from tdsync_tests.test_scan.conftest import SQLITE_SHOP, run_statements
 
 SYNC = "/api/v1/table-descriptions/sync-schemas"
 MISSING_ID = "0123456789abcdef01234567"
@@ -73,7 +74,11 @@ def test_sync_schemas_answers_201_with_rows_synchronizing_then_scans_them_in_a_d
     assert [d["table_name"] for d in body] == sorted(d["table_name"] for d in body)
     assert len(body) == 5 and {d["status"] for d in body} == {"SYNCHRONIZING"}
 
-    until(lambda: scan_finished(store, shop), "the detached scan run has settled every row")
+    until(
+        lambda: scan_finished(store, shop),
+        "the detached scan run has settled every row",
+        poll_s=0.1,
+    )
     rows = store.list_descriptions(shop)
     assert {d.status for d in rows} == {Status.SCANNED}
     (run,) = webhook_scans(shop)
@@ -96,7 +101,7 @@ def test_duplicate_ids_are_scanned_once(
     response = client.post(SYNC, json={"ids": ids})
     assert response.status_code == 201, response.text
     assert [d["table_name"] for d in response.json()] == ["customers", "orders"]
-    until(lambda: scan_finished(store, shop), "the scan has settled its rows")
+    until(lambda: scan_finished(store, shop), "the scan has settled its rows", poll_s=0.1)
     statuses = {d.table_name: d.status for d in store.list_descriptions(shop)}
     assert statuses["orders"] == statuses["customers"] == Status.SCANNED
     assert statuses["order_lines"] == Status.NOT_SCANNED  # not asked for
@@ -163,7 +168,7 @@ def test_sync_schemas_through_a_real_api_process(
                 got = api.get(f"/api/v1/table-descriptions/{description_id}").json()
                 return got["status"] == "SCANNED"
 
-            until(scanned, "the live API's scan has finished")
+            until(scanned, "the live API's scan has finished", poll_s=0.1)
             got = api.get(f"/api/v1/table-descriptions/{description_id}").json()
             assert got["columns"][2]["categories"] == ["new", "paid", "shipped"]
             assert got["last_schema_sync"] is not None
