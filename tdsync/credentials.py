@@ -41,25 +41,126 @@ def parse_uri(connection_uri: str) -> URL:
             f"unsupported dialect {url.get_backend_name()!r}",
             {"supported": sorted(DIALECTS)},
         )
-    refused = sorted(
-        k for k in url.query if k.lower() in REFUSED_OPTIONS.get(url.get_backend_name(), ())
-    )
-    if refused:
-        raise InvalidDatabaseConnection(
-            f"connection option(s) not allowed: {', '.join(refused)} (tdsync only reads, and "
-            "never lets a source run statements or read files on its own host)",
-            {"refused_options": refused},
-        )
+    check_options(url)
     return url
 
 
-# Driver options a URI could carry that would make the client run SQL at connect time
-# (`init_command`) or read files of tdsync's host: `local_infile` lets the *server* ask for any
-# file (LOAD DATA LOCAL), the others read option files.
-_MYSQL_REFUSED = frozenset(
-    {"init_command", "local_infile", "client_flag", "read_default_file", "read_default_group"}
+# The URI query options tdsync passes on to each driver; any other is refused. None of them names
+# a file, a socket or a service file of tdsync's host, or makes the driver run SQL: libpq's
+# `passfile`, `sslkey`, `sslcert`, `sslrootcert`, `sslcrl`, `service`; PyMySQL's `init_command`,
+# `local_infile`, `read_default_file`, `unix_socket`, `ssl_ca`; DuckDB's settings (duckdb_engine
+# turns each key into an unquoted `SET key = ...`); SQLite's URI parameters (tdsync opens the
+# file `mode=ro` itself). Passwords given as options stay allowed: they are masked like the others.
+ALLOWED_OPTIONS: dict[str, frozenset[str]] = {
+    "postgresql": frozenset(
+        {
+            "sslmode",
+            "application_name",
+            "connect_timeout",
+            "target_session_attrs",
+            "options",  # only `-c name=value` of PG_SETTINGS, see _check_pg_options
+            "host",  # a host name or address, never a socket directory
+            "hostaddr",
+            "port",
+            "user",
+            "password",
+            "client_encoding",
+            "channel_binding",
+            "gssencmode",
+            "sslsni",
+            "ssl_min_protocol_version",
+            "keepalives",
+            "keepalives_idle",
+            "keepalives_interval",
+            "keepalives_count",
+            "tcp_user_timeout",
+        }
+    ),
+    "mysql": frozenset(
+        {
+            "charset",
+            "program_name",
+            "ssl_check_hostname",  # TLS checked against the system's CAs: no certificate file
+            "ssl_verify_cert",
+            "ssl_verify_identity",
+            "user",
+            "password",
+            "passwd",
+        }
+    ),
+    "sqlite": frozenset(),
+    "duckdb": frozenset(),
+}
+ALLOWED_OPTIONS["mariadb"] = ALLOWED_OPTIONS["mysql"]
+
+# Server settings a PostgreSQL `options=-c name=value` may carry: where to look and how long to
+# wait. tdsync's own (statement timeout, read-only transactions) are appended after them and win.
+PG_SETTINGS = frozenset(
+    {
+        "search_path",
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "timezone",
+        "datestyle",
+        "intervalstyle",
+        "role",
+    }
 )
-REFUSED_OPTIONS = {"mysql": _MYSQL_REFUSED, "mariadb": _MYSQL_REFUSED}
+
+
+def check_options(url: URL) -> None:
+    """Refuse a URI option that is not on its dialect's allow-list, or a host that is a path."""
+    backend = url.get_backend_name()
+    allowed = ALLOWED_OPTIONS[backend]
+    refused = sorted(k for k in url.query if k.lower() not in allowed)
+    if refused:
+        _refuse(
+            refused,
+            "tdsync only passes its allowed options to a source: "
+            f"{', '.join(sorted(allowed)) or 'none for this dialect'}",
+        )
+    if backend == "postgresql":
+        # No host, or a path, means a Unix socket: a local server reached as tdsync's own OS user.
+        hosts = [url.host or ""] + [h for v in _values(url, "host") for h in v.split(",")]
+        if not url.host or any(h.strip().startswith("@") or "/" in h for h in hosts):
+            _refuse(["host"], "a host must be a name or an address, not a socket directory")
+        for value in _values(url, "options"):
+            _check_pg_options(value)
+
+
+def _check_pg_options(value: str) -> None:
+    """`-c name=value` items (or `--name=value`) of PG_SETTINGS, no escapes."""
+    words = value.split()
+    ok = "\\" not in value
+    while ok and words:
+        word = words.pop(0)
+        if word == "-c" and words:
+            word = words.pop(0)
+        elif word.startswith(("-c", "--")):
+            word = word[2:]
+        else:
+            ok = False
+            break
+        name, sep, setting = word.partition("=")
+        ok = bool(sep and setting) and name.lower() in PG_SETTINGS
+    if not ok:
+        _refuse(
+            ["options"],
+            "options may only set " + ", ".join(sorted(PG_SETTINGS)) + " (as -c name=value)",
+        )
+
+
+def _values(url: URL, key: str) -> list[str]:
+    value = url.query.get(key)
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def _refuse(options: list[str], why: str) -> None:
+    raise InvalidDatabaseConnection(
+        f"connection option(s) not allowed: {', '.join(options)} ({why})",
+        {"refused_options": options},
+    )
 
 
 def dialect_of(connection_uri: str) -> str:
@@ -104,12 +205,32 @@ def secrets_in(connection_uri: str) -> list[str]:
 
 
 def scrub(text: str, *connection_uris: str) -> str:
-    """Remove the passwords (and whole URIs) of the given connections from a message."""
+    """Remove the passwords (and whole URIs) of the given connections from a message.
+
+    A short password is replaced only where it stands as a token of its own: replacing every
+    occurrence of `o` would turn "connection" into "c*****nnecti*****n", and the holes would spell
+    it out. One of LONG_SECRET characters or more is replaced wherever it appears (inside a
+    driver's run-on text too): no ordinary word contains it by chance."""
     for uri in connection_uris:
         for secret in secrets_in(uri):
-            text = text.replace(secret, MASK)
-    # Belt and braces: any user:password@ left in a URL-looking string.
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", rf"\1{MASK}@", text)
+            text = _secret_pattern(secret).sub(MASK, text)
+    # Belt and braces: any user:password@ or password= left in a URL-looking string.
+    text = re.sub(r"(://[^:/@\s]+:)[^@\s]+@", rf"\1{MASK}@", text)
+    return _QUERY_PASSWORD.sub(rf"\1{MASK}", text)
+
+
+LONG_SECRET = 8
+_QUERY_PASSWORD = re.compile(r"([?&;\s](?:password|passwd|pwd)=)[^&;\s]+", re.IGNORECASE)
+
+
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    """A long secret anywhere; a short one not preceded or followed by a word character where it
+    starts or ends with one."""
+    if len(secret) >= LONG_SECRET:
+        return re.compile(re.escape(secret))
+    before = r"(?<!\w)" if re.match(r"\w", secret) else ""
+    after = r"(?!\w)" if re.search(r"\w$", secret) else ""
+    return re.compile(before + re.escape(secret) + after)
 
 
 class Cipher:

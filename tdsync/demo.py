@@ -16,6 +16,7 @@ from tdsync.catalogue import shared_store
 from tdsync.config import Settings
 from tdsync.errors import ConnectionNotFound
 from tdsync.models import Status
+from tdsync.sources import DEMO_FOLDER
 from tdsync.store import CatalogueStore
 
 ALIAS = "demo-shop"
@@ -116,7 +117,7 @@ def run_demo(console: Console | None = None) -> None:
     trips = _RoundTrips()
     monitoring.register(trips)  # before the store's client exists, so it sees every command
     store = shared_store(settings)
-    db_path = settings.home / "demo" / "shop.db"
+    db_path = settings.home / DEMO_FOLDER / "shop.db"
 
     console.rule("[bold]1. A shop database, registered and refreshed")
     build_shop(db_path)

@@ -6,8 +6,10 @@ fast with `invalid_database_connection` instead of hanging a run.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
+from tdsync.config import Settings
 from tdsync.credentials import parse_uri, scrub
 from tdsync.errors import InvalidDatabaseConnection, TdsyncError
 from tdsync.models import TableType
@@ -41,21 +44,18 @@ def _timeout_args(backend: str, driver: str, timeout_s: float) -> dict[str, Any]
 
 
 def create_source_engine(connection_uri: str, *, timeout_s: float = 10.0) -> Engine:
+    """An engine that only reads: every session is read-only, and a URI is checked against the
+    allow-lists again here, so a connection stored before they existed cannot bypass them."""
     url = parse_uri(connection_uri)
     backend = url.get_backend_name()
+    if backend in FILE_DIALECTS:
+        refuse_tdsync_state(url.database)
     if backend in ("mysql", "mariadb") and url.get_driver_name() in ("", "mysqldb"):
         url = url.set(drivername=f"{backend}+pymysql")  # the driver tdsync ships
-    if (
-        backend == "sqlite"
-        and url.database not in (None, "", ":memory:")
-        and "uri" not in url.query  # already a SQLite URI: the user chose its mode
-    ):
-        # Never create an empty file for a mistyped path: open read-write, existing files only.
+    if backend == "sqlite" and url.database not in (None, "", ":memory:"):
+        # Read-only, and never an empty file for a mistyped path (`ro` opens existing files only).
         # Quoted, as `#`, `?` and `%` in a path mean something else in a SQLite URI.
-        url = url.set(
-            database=f"file:{quote(url.database)}",
-            query={**url.query, "mode": "rw", "uri": "true"},
-        )
+        url = url.set(database=f"file:{quote(url.database)}", query={"mode": "ro", "uri": "true"})
     connect_args = _timeout_args(backend, url.get_driver_name(), timeout_s)
     if "options" in connect_args and url.query.get("options"):
         # Keep the URI's own server options (a search_path, a role...): tdsync's timeout comes
@@ -64,15 +64,114 @@ def create_source_engine(connection_uri: str, *, timeout_s: float = 10.0) -> Eng
         mine = " ".join(mine) if isinstance(mine, tuple) else mine
         connect_args["options"] = f"{mine} {connect_args['options']}"
         url = url.difference_update_query(["options"])
+    connect_args.update(_read_only_args(backend, connect_args))
     try:
         engine = sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
         bound_statements(engine, timeout_s)
+        if backend in ("mysql", "mariadb"):
+            sa.event.listen(engine, "connect", _mysql_read_only)
+        if backend in SERVER_DIALECTS:
+            sa.event.listen(engine, "do_connect", _connect_in_own_words(url))
         return engine
     except Exception as exc:
         raise InvalidDatabaseConnection(
             "cannot create a database engine for this connection",
             {"reason": scrub(str(exc), connection_uri)},
         ) from None
+
+
+# -- sources only read ---------------------------------------------------------------------------
+
+DEMO_FOLDER = "demo"  # under TDSYNC_HOME: `tdsync demo`'s sample database
+SERVER_DIALECTS = {"postgresql": "PostgreSQL", "mysql": "MySQL", "mariadb": "MariaDB"}
+FILE_DIALECTS = ("sqlite", "duckdb")
+
+# DuckDB: the file read-only, and no file, network or extension access beyond it (`read_text`,
+# `read_csv`, `COPY`, `ATTACH`, `INSTALL` fail), locked so no statement can turn it back on.
+_DUCKDB_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+
+
+def _read_only_args(backend: str, connect_args: dict[str, Any]) -> dict[str, Any]:
+    if backend == "postgresql":
+        # After the URI's options and the timeouts, so it wins over any of theirs; and libpq reads
+        # no password file of tdsync's host: a source's credentials come from its URI only.
+        options = f"{connect_args.get('options', '')} -c default_transaction_read_only=on"
+        return {"options": options.strip(), "passfile": os.devnull}
+    if backend == "duckdb":
+        return {"read_only": True, "config": dict(_DUCKDB_CONFIG)}
+    return {}
+
+
+def _mysql_read_only(dbapi_conn, record) -> None:
+    with dbapi_conn.cursor() as cursor:
+        cursor.execute("SET SESSION TRANSACTION READ ONLY")
+
+
+def refuse_tdsync_state(database: str | None) -> None:
+    """A database file inside tdsync's own state (TDSYNC_HOME: the store's folder, the key;
+    DAGSTER_HOME: run history) is never a source; symlinks are followed. The demo's sample
+    database, TDSYNC_HOME/demo, is the one exception."""
+    if database in (None, "", ":memory:"):
+        return
+    settings = Settings.from_env()
+    path = Path(database).expanduser().resolve()
+    home, dagster_home = settings.home.resolve(), settings.dagster_home.resolve()
+    inside = [d for d in (home, dagster_home) if path.is_relative_to(d)]
+    if inside and not (inside == [home] and path.is_relative_to(home / DEMO_FOLDER)):
+        raise InvalidDatabaseConnection(
+            "a database file inside tdsync's own state (TDSYNC_HOME or DAGSTER_HOME) cannot be "
+            "a source",
+            {"path": database},
+        )
+
+
+# -- errors in tdsync's words where a driver would echo what a stranger sent --------------------
+
+# Errors that mean whatever answers on the port does not speak the dialect's protocol. libpq
+# quotes the bytes it got; PyMySQL raises ValueError, struct.error... with the "version" a banner
+# put where a server's handshake goes. Neither is the source's business to tell the caller.
+_NOT_THE_PROTOCOL = (
+    "received invalid response to ssl negotiation",
+    "expected authentication request from server",
+    "server sent an error response during ssl exchange",
+    "lost synchronization with server",
+    "unexpected message type",
+    "packet sequence number wrong",
+)
+
+
+def _connect_in_own_words(url: sa.URL):
+    port = url.port or {"postgresql": 5432}.get(url.get_backend_name(), 3306)
+    message = (
+        f"the server at {url.host}:{port} did not answer as "
+        f"{SERVER_DIALECTS[url.get_backend_name()]}"
+    )
+
+    def do_connect(dialect, conn_rec, cargs, cparams):
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            if _not_the_protocol(exc, dialect.loaded_dbapi):
+                raise dialect.loaded_dbapi.OperationalError(message) from None
+            raise
+
+    return do_connect
+
+
+def _not_the_protocol(exc: Exception, dbapi: Any) -> bool:
+    if isinstance(exc, dbapi.Error):
+        return any(words in str(exc).lower() for words in _NOT_THE_PROTOCOL)
+    # Not a driver error: the driver choked on what it read once connected (PyMySQL parses the
+    # handshake in Connection.connect; a bad option fails before, in __init__).
+    return any(
+        frame.f_code.co_name == "connect" and "pymysql" in frame.f_code.co_filename
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
 
 
 @contextmanager
@@ -198,8 +297,6 @@ def _list_postgresql(
 
 
 # -- checking a connection before it is registered ---------------------------------------------
-
-FILE_DIALECTS = ("sqlite", "duckdb")
 
 
 def check_connection(

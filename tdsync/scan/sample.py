@@ -29,8 +29,14 @@ from tdsync.scan.reflect import ReflectedTable, end_transaction
 _SECRET = re.compile(
     r"(?:^|_)(?:password|passwd|passphrase|pwd|secret|token|api_?key|apikey|access_?key|"
     r"private_?key|secret_?key|credentials?|salt|ssn|social_security(?:_number)?|"
-    r"credit_?card(?:_number)?|card_?number|cc_?number|cvv|cvc|iban|pin_?code)(?:_|$)"
+    r"credit_?card(?:_number)?|card_?number|cc_?number|cvv|cvc|iban|pin_?code|"
+    # The credential columns of system catalogs: MySQL/MariaDB mysql.user, PostgreSQL pg_authid,
+    # pg_user_mapping(s) and pg_foreign_server options (an FDW's password), pg_subscription's
+    # connection string.
+    r"authentication_string|auth_string|rolpassword|umoptions|srvoptions|subconninfo)(?:_|$)"
 )
+# Columns secret only in one table: MariaDB keeps mysql.user's passwords in global_priv's JSON.
+_SECRET_IN_TABLE = {("global_priv", "priv")}
 _TIMEOUT_WORDS = (
     "statement timeout",
     "canceling statement",
@@ -43,8 +49,10 @@ INT64 = 2**63
 _CATEGORY_TYPES = (str, int, float, decimal.Decimal, bool)
 
 
-def looks_secret(column_name: str) -> bool:
+def looks_secret(column_name: str, table_name: str = "") -> bool:
     """password, api_key, accessToken, user_ssn... (camelCase and any separator)."""
+    if (table_name.lower(), column_name.lower()) in _SECRET_IN_TABLE:
+        return True
     snake = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", column_name)
     return bool(_SECRET.search(re.sub(r"[^a-z0-9]+", "_", snake.lower())))
 
@@ -84,7 +92,7 @@ def sample_table(
     table = sa.table(name, *(sa.column(n) for n in names), schema=schema)
     if options.example_rows > 0 and names:
         rows = _bounded(conn, sa.select(*table.c).limit(options.example_rows), sample, "examples")
-        secret = {n for n in names if looks_secret(n)}
+        secret = {n for n in names if looks_secret(n, name)}
         sample.examples = [
             {
                 n: MASK if n in secret and v is not None else json_safe(v, options.max_value_chars)
@@ -97,7 +105,7 @@ def sample_table(
         return sample  # a metadata-only scan: no cardinality probe
     undecided: list[str] = []
     booleans = {c.name for c in reflected.columns if (c.data_type or "").upper() == "BOOLEAN"}
-    for column in (c for c in reflected.categorical if not looks_secret(c)):
+    for column in (c for c in reflected.categorical if not looks_secret(c, name)):
         decided = _from_stats(stats, column, options.max_categories)
         if decided is None:
             undecided.append(column)
