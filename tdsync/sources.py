@@ -6,7 +6,6 @@ fast with `invalid_database_connection` instead of hanging a run.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import traceback
@@ -82,6 +81,9 @@ def create_source_engine(connection_uri: str, *, timeout_s: float = 10.0) -> Eng
 
 # -- sources only read ---------------------------------------------------------------------------
 
+# A path that never exists (inside tdsync's package): libpq skips a missing password file
+# silently, where /dev/null would make it warn on every connection.
+NO_PASSFILE = Path(__file__).with_name("no-such-passfile")
 DEMO_FOLDER = "demo"  # under TDSYNC_HOME: `tdsync demo`'s sample database
 SERVER_DIALECTS = {"postgresql": "PostgreSQL", "mysql": "MySQL", "mariadb": "MariaDB"}
 FILE_DIALECTS = ("sqlite", "duckdb")
@@ -101,7 +103,7 @@ def _read_only_args(backend: str, connect_args: dict[str, Any]) -> dict[str, Any
         # After the URI's options and the timeouts, so it wins over any of theirs; and libpq reads
         # no password file of tdsync's host: a source's credentials come from its URI only.
         options = f"{connect_args.get('options', '')} -c default_transaction_read_only=on"
-        return {"options": options.strip(), "passfile": os.devnull}
+        return {"options": options.strip(), "passfile": str(NO_PASSFILE)}
     if backend == "duckdb":
         return {"read_only": True, "config": dict(_DUCKDB_CONFIG)}
     return {}
