@@ -128,3 +128,53 @@ def test_embedded_mode_generates_one_complete_private_key_even_when_processes_ra
             assert all(c.decrypt(token) == "sqlite:///x.db" for c in ciphers)
             assert stat.S_IMODE(os.stat(home / "encryption.key").st_mode) == 0o600
             assert os.listdir(home) == ["encryption.key"]
+
+
+def test_a_short_password_is_scrubbed_as_a_token_never_leaving_holes_in_words() -> None:
+    uri = "postgresql://app:o@db.internal:5432/shop"
+    text = "connection to server failed for o: password 'o' rejected, dsn user=app password=o"
+    cleaned = scrub(text, uri)
+    assert cleaned == (
+        "connection to server failed for *****: password '*****' rejected, "
+        "dsn user=app password=*****"
+    )
+    assert "c*****nnecti*****n" not in scrub("connection", uri)
+
+
+def test_a_short_password_inside_a_uri_is_scrubbed_in_its_userinfo_and_query() -> None:
+    uri = "postgresql://app:o@db/shop"
+    text = "at postgresql://app:o@db/shop and mysql://me@h/x?user=me&password=o&ssl=1"
+    assert scrub(text, uri) == "at ***** and mysql://me@h/x?user=me&password=*****&ssl=1"
+    assert scrub("at postgresql://app:o@other/shop", uri) == "at postgresql://app:*****@other/shop"
+
+
+@pytest.mark.parametrize(
+    ("uri", "option"),
+    [
+        ("postgresql://u@h/db?passfile=/root/.pgpass", "passfile"),
+        ("postgresql://u@h/db?host=/tmp", "host"),
+        ("postgresql://u@h/db?options=-c%20default_transaction_read_only%3Doff", "options"),
+        ("mysql://u@h/db?unix_socket=/run/mysqld/mysqld.sock", "unix_socket"),
+        ("duckdb:///x.duckdb?enable_external_access=true", "enable_external_access"),
+        ("sqlite:///x.db?mode=rwc", "mode"),
+    ],
+)
+def test_an_option_off_the_dialects_allow_list_is_refused_by_name(uri: str, option: str) -> None:
+    with pytest.raises(InvalidDatabaseConnection) as err:
+        dialect_of(uri)
+    assert err.value.detail == {"refused_options": [option]}
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "postgresql://u@h/db?sslmode=require&application_name=tdsync&connect_timeout=5"
+        "&target_session_attrs=read-write",
+        "postgresql://u@h/db?options=-c%20search_path%3Dsales%20-c%20statement_timeout%3D0",
+        "postgresql://u@h/db?options=--search_path%3Dsales",
+        "postgresql://u@h/db?host=replica1,replica2&password=pw",
+        "mysql+pymysql://u@h/db?charset=utf8mb4&ssl_verify_cert=true&ssl_verify_identity=true",
+    ],
+)
+def test_options_people_use_are_allowed(uri: str) -> None:
+    assert dialect_of(uri) in ("postgresql", "mysql")

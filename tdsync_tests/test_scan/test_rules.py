@@ -119,3 +119,25 @@ def test_a_table_error_never_keeps_part_of_the_password_where_it_is_cut() -> Non
         message = _message(error, uri)
         assert len(message) <= 500
         assert not any(password[:n] in message for n in range(4, len(password) + 1)), at
+
+
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [
+        ("user", "authentication_string"),
+        ("user", "Password"),
+        ("pg_authid", "rolpassword"),
+        ("pg_shadow", "passwd"),
+        ("pg_user_mapping", "umoptions"),
+        ("pg_user_mappings", "umoptions"),
+        ("pg_foreign_server", "srvoptions"),
+        ("pg_subscription", "subconninfo"),
+        ("global_priv", "Priv"),
+    ],
+)
+def test_credential_columns_of_system_catalogs_look_secret(table: str, column: str) -> None:
+    assert looks_secret(column, table)
+
+
+def test_a_column_secret_in_one_system_table_is_ordinary_elsewhere() -> None:
+    assert not looks_secret("priv", "grants_report")
