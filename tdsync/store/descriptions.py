@@ -185,7 +185,9 @@ class DescriptionsMixin(StoreBase):
             update.update({f"columns.$[c{i}].{key}": value for key, value in changes.items()})
         query: dict[str, Any] = {"_id": oid}
         if columns:
-            query["columns.name"] = {"$all": list(columns)}
+            # One condition per name: SecantusDB's `$all` over an array of sub-documents'
+            # field matches nothing once it names two values (any edit of two columns failed).
+            query["$and"] = [{"columns.name": name} for name in columns]
         with storage_errors():
             if update:
                 doc = self._people_descriptions.find_one_and_update(
