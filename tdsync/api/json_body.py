@@ -21,6 +21,7 @@ from tdsync.errors import ValidationFailed
 
 # Deeper than any real request (metadata included) and well inside MongoDB's 100 levels.
 MAX_DEPTH = 32
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def json_problem(body: bytes) -> str | None:
@@ -88,7 +89,11 @@ class StrictJsonMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _is_json(Headers(scope=scope)):
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in BODY_METHODS
+            or not _is_json(Headers(scope=scope))
+        ):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []

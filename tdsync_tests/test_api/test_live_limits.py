@@ -11,6 +11,7 @@ from bson import ObjectId
 
 from tdsync.api.body_limit import MAX_BODY_BYTES
 from tdsync.limits import (
+    DOCUMENT_MAX_BYTES,
     METADATA_MAX_BYTES,
     PEOPLES_TEXT_MAX_BYTES,
     TEXT_MAX_CHARS,
@@ -116,6 +117,26 @@ def test_edits_that_together_pass_the_description_cap_are_422_and_change_nothing
     assert body["detail"]["bytes"] > PEOPLES_TEXT_MAX_BYTES
     stored = {c["name"]: c["description"] for c in api.get(url).json()["columns"]}
     assert [name for name, text in stored.items() if text] == [f"c{i}" for i in range(10)]
+
+
+def test_an_edit_of_a_description_already_near_the_document_cap_is_422(
+    api: httpx.Client, api_store: CatalogueStore, wide_table: dict
+):
+    # Whatever a scan stored (here 12 MiB of sample rows), people's edits cannot push the
+    # document towards MongoDB's 16 MiB, where the next scan's write would fail.
+    examples = [{"blob": "x" * (1 << 20)} for _ in range(12)]
+    api_store.descriptions.update_one(
+        {"_id": ObjectId(wide_table["id"])}, {"$set": {"examples": examples}}
+    )
+    url = f"{DESCRIPTIONS}/{wide_table['id']}"
+
+    body = assert_422(api.put(url, json={"description": "a few words"}))
+
+    assert body["detail"]["field"] == "description"
+    assert body["detail"]["max_bytes"] == DOCUMENT_MAX_BYTES
+    assert (
+        api_store.descriptions.find_one({"_id": ObjectId(wide_table["id"])})["description"] is None
+    )
 
 
 @pytest.mark.parametrize("where", ["connection", "description"])
