@@ -14,6 +14,7 @@ from tdsync.api.auth import ApiKeyMiddleware, bearer_scheme
 from tdsync.api.body_limit import BodyLimitMiddleware
 from tdsync.api.deps import ApiState
 from tdsync.api.errors import CatchAllMiddleware, error_responses, install_error_handlers
+from tdsync.api.json_body import StrictJsonMiddleware
 from tdsync.api.routes import connections, descriptions, health, scan
 from tdsync.config import Settings
 from tdsync.errors import TdsyncError
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(health.router)
 
+    # Added first, run last: the key is checked before a body is read, its size before it is parsed.
+    app.add_middleware(StrictJsonMiddleware)
     app.add_middleware(BodyLimitMiddleware)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)

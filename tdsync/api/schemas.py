@@ -19,6 +19,14 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from tdsync.cron import cron_problem
+from tdsync.limits import (
+    ALIAS_MAX_CHARS,
+    CATEGORIES_MAX,
+    CATEGORY_MAX_CHARS,
+    TEXT_MAX_CHARS,
+    check_metadata_size,
+    normalise_alias,
+)
 
 OBJECT_ID_PATTERN = r"^[0-9a-fA-F]{24}$"
 
@@ -34,7 +42,16 @@ IdInPath = Annotated[
         examples=["64fa09446cec0b4ff60d3ae3"],
     ),
 ]
-Alias = Annotated[str, Field(min_length=1, max_length=200, examples=["sales"])]
+Alias = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=ALIAS_MAX_CHARS,
+        description="unique; stored NFKC-normalised and trimmed, without control characters",
+        examples=["sales"],
+    ),
+    AfterValidator(normalise_alias),
+]
 ConnectionUri = Annotated[
     str,
     Field(
@@ -76,7 +93,8 @@ def _storable(value: Any, where: str = "metadata") -> Any:
 Metadata = Annotated[
     dict[str, Any],
     AfterValidator(_storable),
-    Field(description="free-form JSON object"),
+    AfterValidator(check_metadata_size),
+    Field(description="free-form JSON object (at most 256 KiB)"),
 ]
 
 
@@ -113,10 +131,14 @@ class ConnectionUpdate(BaseModel):
         return self.model_dump(exclude_unset=True)
 
 
+Text = Annotated[str, Field(max_length=TEXT_MAX_CHARS)]
+Category = Annotated[str, Field(max_length=CATEGORY_MAX_CHARS)]
+
+
 class ColumnUpdate(BaseModel):
     name: Annotated[str, Field(min_length=1)]
-    description: str | None = None
-    categories: list[str] | None = None
+    description: Text | None = None
+    categories: Annotated[list[Category], Field(max_length=CATEGORIES_MAX)] | None = None
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True, exclude={"name"})
@@ -125,7 +147,7 @@ class ColumnUpdate(BaseModel):
 class DescriptionUpdate(BaseModel):
     """People's fields only: what refresh and scan never overwrite."""
 
-    description: str | None = None
+    description: Text | None = None
     columns: list[ColumnUpdate] | SkipJsonSchema[None] = None
     metadata: Metadata | None = None
 

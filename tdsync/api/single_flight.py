@@ -28,12 +28,6 @@ class SingleFlight:
         # Shielded: a client that hangs up must not cancel the run the others wait for.
         return await asyncio.shield(task)
 
-    async def wait_idle(self, key: str) -> None:
-        """Wait until no run for `key` is in flight (its outcome is not this caller's concern)."""
-        task = self._running.get(key)
-        if task is not None:
-            await asyncio.wait([task])
-
     def in_flight(self, key: str) -> bool:
         return key in self._running
 

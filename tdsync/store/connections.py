@@ -11,7 +11,8 @@ from pymongo.errors import DuplicateKeyError
 
 from tdsync.credentials import dialect_of, mask_uri
 from tdsync.cron import validate_refresh_schedule
-from tdsync.errors import ConnectionNotFound, DuplicateAlias
+from tdsync.errors import ConnectionNotFound, DuplicateAlias, ValidationFailed
+from tdsync.limits import normalise_alias
 from tdsync.models import DatabaseConnection, utcnow
 from tdsync.store.base import StoreBase, object_id, storage_errors
 
@@ -29,6 +30,7 @@ class ConnectionsMixin(StoreBase):
         metadata: dict[str, Any] | None = None,
     ) -> DatabaseConnection:
         refresh_schedule = validate_refresh_schedule(refresh_schedule)
+        alias = _alias(alias)
         doc = {
             "_id": ObjectId(),
             "alias": alias,
@@ -60,6 +62,8 @@ class ConnectionsMixin(StoreBase):
                 update["schemas"] = value or None
             elif key == "refresh_schedule":
                 update[key] = validate_refresh_schedule(value)
+            elif key == "alias":
+                update[key] = _alias(value)
             else:
                 update[key] = value
         if not update:
@@ -91,21 +95,49 @@ class ConnectionsMixin(StoreBase):
         return self.cipher.decrypt(self._connection_doc(connection_id)["connection_uri"])
 
     def delete_connection(self, connection_id: str) -> None:
+        """Delete a connection and its descriptions, whatever refreshes it at the same moment.
+
+        The connection is marked `deleting` before its descriptions go: a refresh (in any process)
+        records its end on the connection after its writes and, finding it marked or gone, sweeps
+        its rows itself (`mark_refreshed`), so no description outlives its connection. Scans only
+        update rows that exist, so they cannot bring one back.
+        """
         doc = self._connection_doc(connection_id)
         with storage_errors():
+            self._people_connections.update_one({"_id": doc["_id"]}, {"$set": {"deleting": True}})
             self._people_descriptions.delete_many({"db_connection_id": str(doc["_id"])})
             self._people_connections.delete_one({"_id": doc["_id"]})
 
     def mark_refreshed(self, connection_id: str, now: datetime) -> None:
+        """Record a refresh's end, after its writes. A connection deleted meanwhile (or being
+        deleted) gets its rows deleted again, those the refresh inserted after the delete swept
+        them included, and the refresh is told: ConnectionNotFound.
+
+        One conditional write on the connection: it is ordered with the delete's `deleting` mark,
+        so either it comes first (and the delete's sweep follows the refresh's writes) or this
+        sweep does.
+        """
         with storage_errors():
-            self.connections.update_one(
-                {"_id": object_id(connection_id)}, {"$max": {"last_refreshed_at": now}}
+            marked = self.connections.update_one(
+                {"_id": object_id(connection_id), "deleting": {"$ne": True}},
+                {"$max": {"last_refreshed_at": now}},
             )
+            if marked.matched_count:
+                return
+            self.descriptions.delete_many({"db_connection_id": connection_id})
+        raise ConnectionNotFound(
+            f"database connection {connection_id!r} was deleted while it was being refreshed",
+            {"db_connection_id": connection_id},
+        )
 
     def _connection_doc(self, id_or_alias: str) -> dict[str, Any]:
-        query: dict[str, Any] = {"alias": id_or_alias}
+        try:
+            alias = normalise_alias(id_or_alias)
+        except ValueError:
+            alias = id_or_alias  # no connection has such an alias: not found below
+        query: dict[str, Any] = {"alias": alias}
         if ObjectId.is_valid(id_or_alias):
-            query = {"$or": [{"_id": ObjectId(id_or_alias)}, {"alias": id_or_alias}]}
+            query = {"$or": [{"_id": ObjectId(id_or_alias)}, {"alias": alias}]}
         with storage_errors():
             doc = self.connections.find_one(query)
         if doc is None:
@@ -118,3 +150,10 @@ class ConnectionsMixin(StoreBase):
         return DatabaseConnection.from_doc(
             doc, mask_uri(self.cipher.decrypt(doc["connection_uri"]))
         )
+
+
+def _alias(alias: str) -> str:
+    try:
+        return normalise_alias(alias)
+    except ValueError as exc:
+        raise ValidationFailed(f"alias: {exc}", {"field": "alias"}) from None

@@ -16,6 +16,7 @@ from pymongo import InsertOne, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from tdsync.errors import TableDescriptionNotFound, ValidationFailed
+from tdsync.limits import check_edited_description
 from tdsync.models import Status, TableDescription, TableType, as_utc, new_description_doc
 from tdsync.refresh import RefreshPlan, StoredTable
 from tdsync.store.base import DUPLICATE_KEY, StoreBase, lease_expired, object_id, storage_errors
@@ -166,9 +167,15 @@ class DescriptionsMixin(StoreBase):
 
         Columns are addressed by name through array filters, so a scan rewriting other parts of
         the document at the same moment loses nothing; a name that is not a column of the
-        description (checked in the same write) is a ValidationFailed naming it.
+        description (checked in the same write) is a ValidationFailed naming it, and so is an edit
+        that would make the description too large to store (tdsync.limits).
         """
         oid = object_id(description_id)
+        if fields or any(columns.values()):
+            with storage_errors():
+                current = self.descriptions.find_one({"_id": oid})
+            if current is not None:
+                check_edited_description(current, fields, columns)
         update = dict(fields)
         array_filters = []
         for i, (name, changes) in enumerate(columns.items()):
@@ -178,7 +185,9 @@ class DescriptionsMixin(StoreBase):
             update.update({f"columns.$[c{i}].{key}": value for key, value in changes.items()})
         query: dict[str, Any] = {"_id": oid}
         if columns:
-            query["columns.name"] = {"$all": list(columns)}
+            # One condition per name: SecantusDB's `$all` over an array of sub-documents'
+            # field matches nothing once it names two values (any edit of two columns failed).
+            query["$and"] = [{"columns.name": name} for name in columns]
         with storage_errors():
             if update:
                 doc = self._people_descriptions.find_one_and_update(

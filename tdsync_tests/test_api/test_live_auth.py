@@ -98,3 +98,14 @@ def test_the_key_is_never_logged(keyed_api: ApiProcess):
 )
 def test_bearer_matching(header, matches):
     assert bearer_matches(header, "secret") is matches
+
+
+def test_health_without_the_key_says_only_whether_the_api_is_up(keyed_api: ApiProcess):
+    with keyed_api.client() as client:
+        anonymous = client.get("/health")
+        wrong = client.get("/health", headers={"Authorization": "Bearer wrong-key"})
+        holder = client.get("/health", headers={"Authorization": f"Bearer {API_KEY}"})
+
+    assert (anonymous.status_code, anonymous.json()) == (200, {"status": "ok"})
+    assert wrong.json() == {"status": "ok"}
+    assert (holder.status_code, holder.json()) == (200, {"status": "ok", "mongo": "ok"})

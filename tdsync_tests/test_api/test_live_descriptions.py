@@ -283,3 +283,24 @@ def test_the_server_log_holds_no_traceback(api: httpx.Client, live_api: ApiProce
     api.get("/api/v1/table-descriptions/refresh")  # a GET on a POST route, for good measure
 
     assert "Traceback" not in live_api.log()
+
+
+def test_one_put_describes_several_columns_at_once(
+    api: httpx.Client, api_store: CatalogueStore, catalogue: dict
+):
+    # SecantusDB's `$all` over columns.name matched nothing for two names: such a PUT was a 422.
+    orders = catalogue["orders"]
+    as_scanned(api_store, orders["id"])
+
+    response = api.put(
+        f"{DESCRIPTIONS}/{orders['id']}",
+        json={
+            "columns": [
+                {"name": "id", "description": "key"},
+                {"name": "status", "description": "state"},
+            ]
+        },
+    )
+
+    assert response.status_code == 200, response.text
+    assert [c["description"] for c in response.json()["columns"]] == ["key", "state"]

@@ -24,9 +24,15 @@ from tdsync_tests.test_api.live import ApiProcess
 
 TOTAL_CASES = int(os.environ.get("TDSYNC_FUZZ_CASES") or 200)
 # Fields whose validity JSON Schema cannot state: cron strings, free-form metadata that must
-# still fit in BSON (no `$` keys, 64-bit integers), and a description's columns, each named once
-# (uniqueItems cannot say "unique by name"). A schema-valid value there may be a 422.
-SEMANTIC_FIELDS = (["body", "refresh_schedule"], ["body", "metadata"], ["body", "columns"])
+# still fit in BSON (no `$` keys, 64-bit integers, 256 KiB), a description's columns, each named
+# once (uniqueItems cannot say "unique by name"), and aliases (no control or invisible characters,
+# not blank once NFKC-normalised and trimmed). A schema-valid value there may be a 422.
+SEMANTIC_FIELDS = (
+    ["body", "refresh_schedule"],
+    ["body", "metadata"],
+    ["body", "columns"],
+    ["body", "alias"],
+)
 # Schemathesis' default, plus 400: SPEC's answer for a well-formed connection that cannot work
 # (unknown dialect, unreachable host), which no JSON schema can tell apart in advance.
 ACCEPTED_STATUSES = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]

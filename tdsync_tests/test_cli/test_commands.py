@@ -94,6 +94,19 @@ def test_duplicate_alias_is_refused(tdsync, store, shop):
     assert len(store.list_connections()) == 1
 
 
+def test_an_alias_is_normalised_before_the_uniqueness_check(tdsync, store, shop):
+    assert tdsync("connections", "add", " caf\u00e9 ", shop).returncode == 0
+
+    full_width = tdsync("connections", "add", "\uff43\uff41\uff46e\u0301", shop)  # ｃａｆé
+    invisible = tdsync("connections", "add", "caf\u00e9\u200b", shop)  # a zero-width space
+
+    assert [c.alias for c in store.list_connections()] == ["caf\u00e9"]
+    assert full_width.returncode == 1 and "[duplicate_alias]" in full_width.stderr
+    assert invisible.returncode == 1 and "[validation_error]" in invisible.stderr
+    assert "U+200B" in invisible.stderr
+    assert tdsync("refresh", "\uff43\uff41\uff46\u00e9").returncode == 0  # found by a look-alike
+
+
 def test_scan_refreshes_a_new_connection_first_then_scans_every_table(tdsync, store, shop):
     conn = store.add_connection(alias="shop", connection_uri=shop)
 

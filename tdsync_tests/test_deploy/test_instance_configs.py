@@ -141,3 +141,12 @@ def test_kubernetes_values_apply_the_production_limits_and_hold_no_secret() -> N
     assert code_location["envSecrets"] == [{"name": "tdsync-secrets"}]
     assert values["postgresql"]["postgresqlPassword"] == ""
     assert not values["generatePostgresqlPasswordSecret"]
+
+
+def test_kubernetes_values_keep_the_unauthenticated_webserver_private_and_say_why() -> None:
+    text = (DEPLOY_DIR / "kubernetes" / "values.yaml").read_text()
+    values = _yaml(DEPLOY_DIR / "kubernetes" / "values.yaml")
+
+    assert values["dagsterWebserver"]["service"]["type"] == "ClusterIP"
+    assert values["ingress"]["enabled"] is False
+    assert "has no authentication" in text

@@ -7,7 +7,6 @@ host, password or schema is refused now rather than at its first refresh.
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from starlette.concurrency import run_in_threadpool
 
 from tdsync.api.deps import State, Store, path_id
 from tdsync.api.errors import error_responses
@@ -76,12 +75,10 @@ def update_connection(
     responses=error_responses(400, 404),
     summary="Delete a database connection and its table descriptions",
 )
-async def delete_connection(db_connection_id: IdInPath, state: State, store: Store) -> Response:
-    connection_id = path_id(db_connection_id, what="db_connection_id")
-    connection = await run_in_threadpool(store.get_connection, connection_id)
-    # A refresh still running here would re-insert descriptions after the delete.
-    await state.refreshes.wait_idle(connection.id)
-    await run_in_threadpool(store.delete_connection, connection.id)
+def delete_connection(db_connection_id: IdInPath, store: Store) -> Response:
+    # A refresh running at this moment, in this process or any other, cleans up after itself
+    # (see CatalogueStore.delete_connection): nothing to wait for.
+    store.delete_connection(path_id(db_connection_id, what="db_connection_id"))
     return Response(status_code=204)
 
 

@@ -1,52 +1,60 @@
-"""`GET /health`: is the API up and can it reach the catalogue's MongoDB. Never needs the API key."""
+"""`GET /health`: is the API up and can it reach the catalogue's MongoDB. Never needs the API key.
+
+It is open to anyone who reaches the port, so it never tells where the store is (hosts, ports,
+timeouts, driver messages): with TDSYNC_API_KEY set, a caller without the key learns only
+`status`; others also learn whether MongoDB answers and the error code when it does not.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from tdsync.api.auth import bearer_matches
 from tdsync.api.deps import State
 from tdsync.api.errors import STORAGE_FAILURES
 from tdsync.errors import StorageUnavailable, TdsyncError
 
 router = APIRouter(tags=["health"])
 
+# What each failure is called on /health; the server log and the other routes say more.
+_MESSAGES = {
+    StorageUnavailable.error_code: "the catalogue's MongoDB is unreachable",
+    "configuration_error": "the API cannot open its store (encryption key or embedded store); "
+    "see the server log",
+}
 
-class Healthy(BaseModel):
-    status: str = "ok"
-    mongo: str = "ok"
 
-
-class Unhealthy(BaseModel):
-    status: str = "unavailable"
-    mongo: str = "unreachable"
-    error_code: str = StorageUnavailable.error_code
-    message: str
-    detail: object = None
+class Health(BaseModel):
+    status: str  # ok | unavailable
+    mongo: str | None = None  # ok | unreachable; left out for callers without the key
+    error_code: str | None = None
+    message: str | None = None
 
 
 @router.get(
     "/health",
-    response_model=Healthy,
-    responses={503: {"model": Unhealthy, "description": "MongoDB is unreachable"}},
+    response_model=Health,
+    response_model_exclude_none=True,
+    responses={503: {"model": Health, "description": "MongoDB is unreachable"}},
     summary="Liveness and MongoDB reachability",
 )
-async def health(state: State) -> Healthy | JSONResponse:
+async def health(request: Request, state: State) -> Health | JSONResponse:
+    api_key = state.settings.api_key
+    told = not api_key or bearer_matches(request.headers.get("authorization"), api_key)
     try:
         await run_in_threadpool(lambda: state.store().ping())
-    except STORAGE_FAILURES as exc:
-        return _unhealthy(
-            StorageUnavailable(
-                "the catalogue's MongoDB is unreachable", {"reason": type(exc).__name__}
-            )
-        )
+    except STORAGE_FAILURES:
+        error_code = StorageUnavailable.error_code
     except TdsyncError as exc:  # also an embedded server that would not start, or a bad key
-        return _unhealthy(exc)
-    return Healthy()
-
-
-def _unhealthy(error: TdsyncError) -> JSONResponse:
-    body = Unhealthy(error_code=error.error_code, message=error.message, detail=error.detail)
-    return JSONResponse(body.model_dump(mode="json"), status_code=503)
+        error_code = exc.error_code
+    else:
+        return Health(status="ok", mongo="ok" if told else None)
+    body = Health(status="unavailable")
+    if told:
+        body.mongo = "unreachable"
+        body.error_code = error_code
+        body.message = _MESSAGES.get(error_code, "the catalogue's store cannot be used")
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
