@@ -29,7 +29,7 @@ _stores: dict[tuple, CatalogueStore] = {}
 
 @lru_cache(maxsize=16)
 def _client(uri: str, embedded_home: Path | None = None) -> MongoClient:
-    listeners = [_RestartEmbedded(embedded_home)] if embedded_home else None
+    listeners = (_RestartEmbedded(embedded_home),) if embedded_home else ()
     return mongo_client(uri, event_listeners=listeners)
 
 

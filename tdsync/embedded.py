@@ -32,6 +32,7 @@ from tdsync.errors import ConfigurationError
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
+PORT_WAIT_S = 2.0
 # The server process creates its data files under this umask, so files it adds later are 0600 too.
 SERVER_UMASK = 0o077
 
@@ -142,7 +143,7 @@ def _start(folder: Path, port: int | None) -> str:
             "`pip install 'tdsync[embedded]'` or point TDSYNC_MONGO_URI at a MongoDB"
         ) from None
     # The port it had, so clients reconnect by themselves; another only if that one is taken.
-    if port and _port_free(port):
+    if port and _port_freed(port):
         with contextlib.suppress(_PortTaken):
             return _launch(folder, port)
     return _launch(folder, _free_port())
@@ -268,6 +269,17 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _port_freed(port: int, timeout_s: float = PORT_WAIT_S) -> bool:
+    """Whether `port` is free, waiting a little: a killed server's clients can see their
+    connections reset an instant before its listening socket is closed."""
+    deadline = time.monotonic() + timeout_s
+    while not _port_free(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _port_free(port: int) -> bool:

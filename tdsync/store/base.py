@@ -29,9 +29,7 @@ def object_id(value: str, *, what: str = "id") -> ObjectId:
         raise InvalidObjectId(f"{what} {value!r} is not a valid ObjectId") from None
 
 
-def mongo_client(
-    uri: str, *, timeout_ms: int = 5000, event_listeners: list | None = None
-) -> MongoClient:
+def mongo_client(uri: str, *, timeout_ms: int = 5000, event_listeners: tuple = ()) -> MongoClient:
     return MongoClient(
         uri,
         event_listeners=event_listeners,
