@@ -165,6 +165,8 @@ def _launch(folder: Path, port: int) -> str:
             start_new_session=True,  # outlives the process that started it; Ctrl-C there does not kill it
         )
     uri = local_uri(port)
+    # Recorded before it answers: whoever sees it answer can read which process it is.
+    _write_state(folder, {"pid": proc.pid, "port": port, "uri": uri})
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -175,7 +177,6 @@ def _launch(folder: Path, port: int) -> str:
                 f"see {folder / 'server.log'}"
             )
         if answers(uri):
-            _write_state(folder, {"pid": proc.pid, "port": port, "uri": uri})
             return uri
         time.sleep(0.1)
     proc.kill()

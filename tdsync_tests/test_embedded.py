@@ -173,8 +173,6 @@ def test_killed_server_is_restarted_on_its_port_and_the_store_reconnects(
     os.kill(before["pid"], signal.SIGKILL)
     started = time.monotonic()
     until(lambda: pings(store), "the store answers again", timeout_s=15)
-    # (server.json is rewritten once the new server answers: an instant after this store sees it)
-    until(lambda: server_state(embedded_home)["pid"] != before["pid"], "server.json is rewritten")
     print(
         f"embedded server killed: the store answered again after {time.monotonic() - started:.1f} s"
     )
