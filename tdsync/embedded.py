@@ -50,7 +50,9 @@ def embedded_uri(home: Path) -> str:
 def restart_embedded(home: Path) -> str | None:
     """After a crash: this home's server started again where it was, and its URI. None when it
     was stopped on purpose (or never started): that is for the next process opening the store."""
-    folder = store_folder(home)
+    folder = home / "mongo"
+    if not (folder / "server.json").exists():
+        return None  # (and a home deleted meanwhile is not made again)
     with _locked(folder):
         state = _read_state(folder)
         if not state or not state.get("pid"):
