@@ -58,8 +58,8 @@ class _RestartEmbedded(monitoring.ServerHeartbeatListener):
             uri = restart_embedded(self.home)
             if uri is not None:
                 _follow(self.home, uri)
-        except TdsyncError as exc:  # the next failed heartbeat tries again
-            log.warning("the embedded store could not be restarted: %s", exc.message)
+        except (TdsyncError, OSError) as exc:  # the next failed heartbeat tries again
+            log.warning("the embedded store could not be restarted: %s", exc)
         finally:
             self._busy.release()
 
@@ -68,10 +68,15 @@ def _follow(home: Path, uri: str) -> None:
     """Rebind this process's shared stores of `home` to the embedded server at `uri`."""
     client = _client(uri, home)
     with _lock:
-        for (mongo_uri, store_home, *_), store in _stores.items():
-            if mongo_uri is None and store_home == home and store.client is not client:
-                log.warning("the embedded store moved to %s", uri.split("/?")[0])
-                store.bind(client)
+        moved = [
+            store
+            for (mongo_uri, store_home, *_), store in _stores.items()
+            if mongo_uri is None and store_home == home and store.client is not client
+        ]
+        for store in moved:
+            store.bind(client)
+    if moved:
+        log.warning("the embedded store moved to %s", uri.split("/?")[0])
 
 
 def open_store(settings: Settings | None = None) -> CatalogueStore:
