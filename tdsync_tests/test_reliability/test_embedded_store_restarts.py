@@ -1,8 +1,8 @@
 """The embedded store's server killed with `kill -9` under a real `tdsync dev` and a real `tdsync api`.
 
 Whichever process sees the server fail first starts it again on its port (the others find it
-running), so the API answers again within seconds without a restart, with every row it had;
-stopping `tdsync dev` then leaves no store behind. A store started by `tdsync api` outlives it,
+running), so the API answers again within seconds without a restart, with every row it had, and
+so does the Dagster code server's sensor; stopping `tdsync dev` then leaves no store behind. A store started by `tdsync api` outlives it,
 as before, and the CLI recovers it too.
 """
 
@@ -94,13 +94,42 @@ def kill_store_and_time_recovery(home: Path, api_url: str) -> float:
     return time.monotonic() - killed
 
 
+SENSOR_DRY_RUN = """mutation($selector: SensorSelector!) {
+  sensorDryRun(selectorData: $selector, cursor: null) {
+    __typename
+    ... on DryRunInstigationTick { evaluationResult { error { message } } }
+    ... on PythonError { message }
+  }
+}"""
+
+
+def sensor_error(ui_url: str) -> str | None:
+    """What went wrong when the Dagster webserver's code server (a long-lived process with its
+    own store client) evaluated the sensor that lists the connections; None if nothing did."""
+    selector = {
+        "repositoryLocationName": "tdsync.definitions",
+        "repositoryName": "__repository__",
+        "sensorName": "sync_connection_partitions",
+    }
+    response = httpx.post(
+        f"{ui_url}/graphql",
+        json={"query": SENSOR_DRY_RUN, "variables": {"selector": selector}},
+        timeout=60,
+    )
+    tick = response.json()["data"]["sensorDryRun"]
+    if tick["__typename"] != "DryRunInstigationTick":
+        return tick.get("message") or tick["__typename"]
+    error = tick["evaluationResult"]["error"]
+    return error and error["message"]
+
+
 def test_dev_serves_again_seconds_after_its_store_is_killed_and_leaves_no_store_behind(
     tmp_path: Path,
 ) -> None:
     env = embedded_env(tmp_path)
     home = Path(env["TDSYNC_HOME"])
     api_port, ui_port = free_port(), free_port()
-    api_url = f"http://127.0.0.1:{api_port}"
+    api_url, ui_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
     dev = subprocess.Popen(
         [TDSYNC, "dev", "--port", str(api_port), "--dagster-port", str(ui_port)],
         env=without_tdsync({**env, "COLUMNS": "200", "NO_COLOR": "1"}),
@@ -110,7 +139,10 @@ def test_dev_serves_again_seconds_after_its_store_is_killed_and_leaves_no_store_
     )
     try:
         until(
-            lambda: dev.poll() is not None or status(f"{api_url}/health") == 200,
+            lambda: (
+                dev.poll() is not None
+                or (status(f"{api_url}/health") == 200 and status(f"{ui_url}/server_info") == 200)
+            ),
             "tdsync dev serves",
             timeout_s=180,
             poll_s=0.25,
@@ -119,8 +151,17 @@ def test_dev_serves_again_seconds_after_its_store_is_killed_and_leaves_no_store_
         with httpx.Client(base_url=api_url, timeout=60) as client:
             connection_id, before = catalogue(client, tmp_path / "shop.db")
             first = store_pid(home)
+            assert sensor_error(ui_url) is None
 
             recovered_s = kill_store_and_time_recovery(home, api_url)
+            api_back = time.monotonic()
+            until(
+                lambda: sensor_error(ui_url) is None,
+                "the code server's sensor reads the store again",
+                timeout_s=RECOVERY_LIMIT_S,
+                poll_s=0.25,
+            )
+            sensor_s = time.monotonic() - api_back
 
             after = described_rows(client, connection_id)
             refreshed = client.post(
@@ -134,7 +175,8 @@ def test_dev_serves_again_seconds_after_its_store_is_killed_and_leaves_no_store_
 
     print(
         f"tdsync dev, store killed: API answered 200 after {recovered_s:.1f} s, "
-        f"rows lost {len(before) - len(after)} of {len(before)}"
+        f"rows lost {len(before) - len(after)} of {len(before)}; "
+        f"the code server's sensor read the store {sensor_s:.1f} s after that"
     )
     assert recovered_s < RECOVERY_LIMIT_S
     assert after == before  # nothing lost: every table, the description people wrote
