@@ -41,8 +41,17 @@ class Settings:
         )
 
 
+def private_dir(path: Path) -> Path:
+    """`path`, created if missing readable by this user only (0700): TDSYNC_HOME holds the key,
+    the embedded store's data (sample rows) and Dagster's run records."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
 def ensure_dagster_home(settings: Settings) -> Path:
     """Point DAGSTER_HOME at the configured instance, creating it on first use."""
+    if settings.home in settings.dagster_home.parents:
+        private_dir(settings.home)
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     config = settings.dagster_home / "dagster.yaml"
     if not config.exists():

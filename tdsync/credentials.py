@@ -11,7 +11,7 @@ from urllib.parse import quote, quote_plus
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.engine import URL, make_url
 
-from tdsync.config import Settings
+from tdsync.config import Settings, private_dir
 from tdsync.errors import ConfigurationError, InvalidDatabaseConnection
 
 MASK = "*****"
@@ -273,7 +273,7 @@ def load_cipher(settings: Settings) -> Cipher:
 def _home_key(home: Path) -> str:
     path = home / KEY_FILE
     if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
+        private_dir(home)
         # Write the key in full under a private name, then link it into place: a process that
         # starts at the same moment sees either no key file or a complete one, never an empty one.
         tmp = home / f".{KEY_FILE}.{os.getpid()}.{uuid.uuid4().hex}"

@@ -1,21 +1,27 @@
-"""The embedded default store (one SecantusDB process per TDSYNC_HOME) and open_store's key checks."""
+"""The embedded default store (one SecantusDB process per TDSYNC_HOME: shared, restarted after a
+crash, private files) and open_store's key checks."""
 
+import fcntl
 import json
 import os
+import signal
+import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 
-from tdsync.catalogue import open_store
+from tdsync.catalogue import open_store, shared_store
 from tdsync.credentials import Cipher
-from tdsync.embedded import embedded_uri, stop_embedded
-from tdsync.errors import ConfigurationError
+from tdsync.embedded import embedded_uri, restart_embedded, stop_embedded
+from tdsync.errors import ConfigurationError, TdsyncError
 from tdsync.store import CatalogueStore
+from tdsync_tests.conftest import until
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPORT = (
@@ -140,3 +146,110 @@ def test_wrong_key_is_a_clear_error_and_never_shows_plaintext(
             call()
         assert "hunter2" not in str(err.value.as_dict())
         assert "db.internal" not in str(err.value.as_dict())
+
+
+# -- a crashed server comes back; the store's files are private ------------------------------------
+
+
+def server_state(home: Path) -> dict:
+    return json.loads((home / "mongo" / "server.json").read_text())
+
+
+def pings(store: CatalogueStore) -> bool:
+    try:
+        store.ping()
+    except TdsyncError:
+        return False
+    return True
+
+
+def test_killed_server_is_restarted_on_its_port_and_the_store_reconnects(
+    embedded_home: Path,
+) -> None:
+    store = shared_store()
+    conn = store.add_connection(alias="shop", connection_uri="sqlite:////tmp/shop.db")
+    before = server_state(embedded_home)
+
+    os.kill(before["pid"], signal.SIGKILL)
+    started = time.monotonic()
+    until(lambda: pings(store), "the store answers again", timeout_s=15)
+    print(
+        f"embedded server killed: the store answered again after {time.monotonic() - started:.1f} s"
+    )
+
+    after = server_state(embedded_home)
+    assert after["pid"] != before["pid"]
+    assert after["port"] == before["port"]
+    assert servers_on(embedded_home / "mongo" / "data") == [after["pid"]]
+    assert store.get_connection("shop").id == conn.id
+
+
+def bound(sock: socket.socket, port: int) -> bool:
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
+
+
+def test_server_whose_port_was_taken_moves_and_the_store_follows_it(
+    embedded_home: Path,
+) -> None:
+    store = shared_store()
+    store.add_connection(alias="shop", connection_uri="sqlite:////tmp/shop.db")
+    before = server_state(embedded_home)
+    squatter = socket.socket()
+    # Holding the home's start lock keeps this process's restart waiting until the port is taken.
+    with open(embedded_home / "mongo" / "start.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.kill(before["pid"], signal.SIGKILL)
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # despite TIME_WAIT
+        until(lambda: bound(squatter, before["port"]), "the dead server's port is taken")
+        squatter.listen()
+    with squatter:
+        until(lambda: pings(store), "the store answers again", timeout_s=15)
+
+        after = server_state(embedded_home)
+        assert after["port"] != before["port"]
+        assert store.client.address == ("127.0.0.1", after["port"])
+        assert store.get_connection("shop").alias == "shop"
+
+
+def test_server_stopped_on_purpose_is_not_restarted_by_its_clients(embedded_home: Path) -> None:
+    open_store()
+    port = server_state(embedded_home)["port"]
+
+    assert stop_embedded(embedded_home)
+
+    assert restart_embedded(embedded_home) is None  # what a client does after a failed heartbeat
+    assert servers_on(embedded_home / "mongo" / "data") == []
+    # The next process that opens the store starts it again, where it was.
+    open_store()
+    assert server_state(embedded_home)["port"] == port
+
+
+def test_store_folder_and_files_are_private_to_their_user(embedded_home: Path) -> None:
+    store = open_store()
+    conn = store.add_connection(alias="shop", connection_uri="sqlite:////tmp/shop.db")
+    store.descriptions.insert_many(
+        [
+            {"db_connection_id": conn.id, "schema_name": "main", "table_name": f"t{i}"}
+            for i in range(50)
+        ]
+    )
+    store.client.admin.command("fsync")
+
+    modes = {
+        str(path.relative_to(embedded_home)): stat.S_IMODE(path.stat().st_mode)
+        for path in embedded_home.rglob("*")
+    }
+    assert stat.S_IMODE(embedded_home.stat().st_mode) == 0o700
+    assert {"encryption.key", "mongo/server.json", "mongo/server.log", "mongo/start.lock"} <= set(
+        modes
+    )
+    assert any(name.startswith("mongo/data/") for name in modes)
+    folders = {name for name in modes if (embedded_home / name).is_dir()}
+    assert {name: mode for name, mode in modes.items() if name in folders and mode != 0o700} == {}
+    assert {
+        name: mode for name, mode in modes.items() if name not in folders and mode != 0o600
+    } == {}

@@ -29,9 +29,10 @@ def object_id(value: str, *, what: str = "id") -> ObjectId:
         raise InvalidObjectId(f"{what} {value!r} is not a valid ObjectId") from None
 
 
-def mongo_client(uri: str, *, timeout_ms: int = 5000) -> MongoClient:
+def mongo_client(uri: str, *, timeout_ms: int = 5000, event_listeners: tuple = ()) -> MongoClient:
     return MongoClient(
         uri,
+        event_listeners=event_listeners,
         retryWrites=False,  # SecantusDB slows down with its retry log; MongoDB does not need it here
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
@@ -44,9 +45,14 @@ class StoreBase:
     """The store's collections and set-up; CatalogueStore adds the rest by concern."""
 
     def __init__(self, client: MongoClient, db_name: str, cipher: Cipher) -> None:
-        self.client = client
-        self.db = client[db_name]
         self.cipher = cipher
+        self.bind(client, db_name)
+
+    def bind(self, client: MongoClient, db_name: str | None = None) -> None:
+        """Use `client` from now on: also when the embedded server moved to another port, so
+        every holder of this store follows it (tdsync.catalogue)."""
+        self.client = client
+        self.db = client[db_name or self.db.name]
         self.connections: Collection = self.db[CONNECTIONS]
         self.descriptions: Collection = self.db[DESCRIPTIONS]
         # People's work (connections, the descriptions they write) and the connection lease are
