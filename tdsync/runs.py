@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,10 @@ WAIT_POLL_S = 0.1
 
 _instances_lock = threading.Lock()
 _instances: dict[Path, dg.DagsterInstance] = {}
-_locations: dict[int, InProcessCodeLocation] = {}
+# Per instance, dropped with it (a location holds its instance by a weak reference).
+_locations: weakref.WeakKeyDictionary[dg.DagsterInstance, InProcessCodeLocation] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def instance() -> dg.DagsterInstance:
@@ -82,12 +86,12 @@ def _thread_safe_logging(dagster_instance: dg.DagsterInstance) -> dg.DagsterInst
 def code_location(dagster_instance: dg.DagsterInstance) -> InProcessCodeLocation:
     """tdsync.definitions loaded in this process as the code location the webserver serves."""
     with _instances_lock:
-        found = _locations.get(id(dagster_instance))
+        found = _locations.get(dagster_instance)
         if found is None:
             origin = InProcessCodeLocationOrigin(
                 LoadableTargetOrigin(module_name=LOCATION_NAME), location_name=LOCATION_NAME
             )
-            found = _locations[id(dagster_instance)] = origin.create_location(dagster_instance)
+            found = _locations[dagster_instance] = origin.create_location(dagster_instance)
         return found
 
 

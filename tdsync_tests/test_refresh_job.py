@@ -116,7 +116,7 @@ def test_refresh_is_a_dagster_run_with_tags_and_counts(store: CatalogueStore, sh
     (written,) = [
         r.event_log_entry.dagster_event
         for r in outputs
-        if r.event_log_entry.dagster_event.step_key == "write_statuses"
+        if r.event_log_entry.dagster_event.step_key == "table_descriptions.write_statuses"
     ]
     metadata = {k: v.value for k, v in written.step_output_data.metadata.items()}
     assert {k: metadata[k] for k in ("added", "deprecated", "restored", "unchanged")} == {

@@ -123,6 +123,7 @@ def catalogue_checks(
         ),
     ],
     name="table_description_checks",
+    can_subset=True,  # so the UI can execute either check on its own
 )
 def table_description_checks(context: dg.AssetCheckExecutionContext, catalogue: CatalogueResource):
     store = catalogue.get_store()
@@ -131,5 +132,7 @@ def table_description_checks(context: dg.AssetCheckExecutionContext, catalogue: 
         if context.op_execution_context.has_partition_key:  # after a refresh: its connection
             scope = [connection_for_partition(store, context.op_execution_context.partition_key)]
         outcomes = catalogue_checks(store, utcnow(), scope)
+    selected = {key.name for key in context.selected_asset_check_keys}
     for outcome in outcomes:
-        yield outcome.to_result()
+        if outcome.name in selected:
+            yield outcome.to_result()
