@@ -170,6 +170,28 @@ def test_empty_source_with_stored_descriptions_is_empty_database_and_changes_not
     assert failed.status == dg.DagsterRunStatus.FAILURE
 
 
+def test_failed_run_reads_as_the_error_with_its_code_and_what_to_do(
+    store: CatalogueStore, shop: str, sqlite_path: Path
+) -> None:
+    refresh_directly(store, shop)
+    sql(
+        sqlite_path,
+        'DROP VIEW big_orders; DROP TABLE orders; DROP TABLE customers; DROP TABLE "OrderItems";',
+    )
+    with pytest.raises(EmptyDatabase) as err:
+        runs.refresh(shop, trigger="cli")
+
+    [failure] = (
+        runs.instance()
+        .get_records_for_run(err.value.detail["run_id"], of_type=dg.DagsterEventType.STEP_FAILURE)
+        .records
+    )
+    data = failure.event_log_entry.dagster_event.step_failure_data.user_failure_data
+    assert data.description == err.value.message
+    assert data.metadata["error_code"].value == "empty_database"
+    assert data.metadata["what_to_do"].value.startswith("Nothing was deprecated.")
+
+
 def test_missing_sqlite_file_is_invalid_connection_and_never_created(
     store: CatalogueStore, tmp_path: Path
 ) -> None:
