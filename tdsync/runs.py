@@ -21,6 +21,7 @@ import dagster as dg
 from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.remote_representation.code_location import InProcessCodeLocation
+from dagster._core.storage.defs_state.base import set_defs_state_storage
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
@@ -91,7 +92,10 @@ def code_location(dagster_instance: dg.DagsterInstance) -> InProcessCodeLocation
             origin = InProcessCodeLocationOrigin(
                 LoadableTargetOrigin(module_name=LOCATION_NAME), location_name=LOCATION_NAME
             )
-            found = _locations[dagster_instance] = origin.create_location(dagster_instance)
+            # Loading reads the defs state of the current instance: make it this one, whatever
+            # an instance entered elsewhere in the process left current.
+            with set_defs_state_storage(dagster_instance.defs_state_storage):
+                found = _locations[dagster_instance] = origin.create_location(dagster_instance)
         return found
 
 
