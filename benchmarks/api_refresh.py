@@ -125,7 +125,7 @@ def _sqlite_with_tables(path: Path, count: int) -> Path:
 
 def _empty_job_runner(connection_id: str):
     """The refresh job's shape (load -> list -> diff -> write, the connection fanned out to
-    all), with ops that do nothing, run by tdsync.runs.execute on the same instance."""
+    all), with ops that do nothing, executed in this process on the same instance."""
     warnings.filterwarnings("ignore")
     import dagster as dg
 
@@ -156,12 +156,8 @@ def _empty_job_runner(connection_id: str):
     instance = runs.instance()  # one instance for the process, as the API keeps one
 
     def run() -> None:
-        runs.execute(
-            empty_refresh_shaped_job,
-            db_connection_id=connection_id,
-            trigger="cli",
-            op_config={},
-            dagster_instance=instance,
+        empty_refresh_shaped_job.execute_in_process(
+            instance=instance, tags={"tdsync/db_connection_id": connection_id}
         )
 
     return run

@@ -1,17 +1,42 @@
-"""The Dagster code location: everything under tdsync/defs, bound to tdsync's resources."""
+"""The Dagster code location: what tdsync/defs defines, bound to tdsync's resources."""
 
 from __future__ import annotations
 
+import logging
+
 import dagster as dg
 
-import tdsync.defs
+from tdsync.defs import schedules, sensors
+from tdsync.defs.assets import table_description_checks
+from tdsync.defs.refresh_job import refresh_table_descriptions, table_descriptions
 from tdsync.defs.resources import default_resources
+from tdsync.defs.scan_job import scan_table_descriptions
 from tdsync.deployment import executor
+
+
+@dg.logger(description="Run events as records of the Python logger `tdsync.runs`.")
+def python_logging(init_context: dg.InitLoggerContext) -> logging.Logger:
+    # Instead of Dagster's console logger: the API and CLI execute runs in their own process
+    # and must not print every event on their terminal; where the records go is the process's
+    # logging configuration. Every event is stored on the instance for the UI either way.
+    return logging.getLogger("tdsync.runs")
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions.merge(
-        dg.components.load_defs(tdsync.defs),
-        dg.Definitions(resources=default_resources(), executor=executor()),
+    return dg.Definitions(
+        assets=[table_descriptions],
+        asset_checks=[table_description_checks],
+        jobs=[refresh_table_descriptions, scan_table_descriptions],
+        schedules=[schedules.refresh_connections_on_schedule],
+        sensors=[
+            sensors.settle_failed_runs,
+            sensors.settle_cancelled_runs,
+            sensors.sync_connection_partitions,
+            sensors.check_table_descriptions,
+            sensors.settle_orphaned_runs,
+        ],
+        resources=default_resources(),
+        executor=executor(),
+        loggers={"console": python_logging},
     )

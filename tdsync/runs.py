@@ -1,31 +1,60 @@
-"""Running tdsync's jobs as Dagster runs on the configured instance, for the API and the CLI.
+"""Running tdsync's jobs for the API and the CLI: every run is created from the code location.
 
-A run executes in this process (no daemon needed) but is recorded on the instance at
-DAGSTER_HOME, so it shows in the Dagster UI like a run launched there.
+A run is made as `dagster job launch` makes one (the code location's job, its snapshot and its
+origin), so the Dagster UI can re-execute it, open it in the Launchpad and filter it like a run
+launched there. In `local` it then executes in this process (no daemon needed, and a refresh
+answers in a fraction of a second); in `production` and `distributed` it is submitted to the
+instance, whose run queue, launcher and executor run it, and this process waits for it to end.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.execution.api import execute_run
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.remote_representation.code_location import InProcessCodeLocation
+from dagster._core.storage.defs_state.base import set_defs_state_storage
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 
 from tdsync import leases
 from tdsync.catalogue import shared_store
 from tdsync.config import Settings, ensure_dagster_home
-from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG, refresh_table_descriptions
-from tdsync.defs.resources import default_resources
+from tdsync.defs.assets import TABLE_DESCRIPTIONS
+from tdsync.defs.partitions import ensure_partition, partition_key
+from tdsync.defs.refresh_job import (
+    CONNECTION_TAG,
+    SUMMARY_FIELDS,
+    TRIGGER_TAG,
+    refresh_table_descriptions,
+)
 from tdsync.defs.scan_job import scan_table_descriptions
+from tdsync.deployment import deployment
 from tdsync.errors import TdsyncError, error_from_code
 from tdsync.scan import progress as scan_progress
 from tdsync.scan.progress import ProgressCallback
 
+# The name workspace.yaml's python_module gives the code location in the webserver and daemon:
+# the UI finds a run's code location by it when it re-executes the run.
+LOCATION_NAME = "tdsync.definitions"
+REPOSITORY_NAME = "__repository__"
+WAIT_POLL_S = 0.1
+
 _instances_lock = threading.Lock()
 _instances: dict[Path, dg.DagsterInstance] = {}
+# Per instance, dropped with it (a location holds its instance by a weak reference).
+_locations: weakref.WeakKeyDictionary[dg.DagsterInstance, InProcessCodeLocation] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def instance() -> dg.DagsterInstance:
@@ -55,59 +84,139 @@ def _thread_safe_logging(dagster_instance: dg.DagsterInstance) -> dg.DagsterInst
     return dagster_instance
 
 
+def code_location(dagster_instance: dg.DagsterInstance) -> InProcessCodeLocation:
+    """tdsync.definitions loaded in this process as the code location the webserver serves."""
+    with _instances_lock:
+        found = _locations.get(dagster_instance)
+        if found is None:
+            origin = InProcessCodeLocationOrigin(
+                LoadableTargetOrigin(module_name=LOCATION_NAME), location_name=LOCATION_NAME
+            )
+            # Loading reads the defs state of the current instance: make it this one, whatever
+            # an instance entered elsewhere in the process left current.
+            with set_defs_state_storage(dagster_instance.defs_state_storage):
+                found = _locations[dagster_instance] = origin.create_location(dagster_instance)
+        return found
+
+
+def create_run(
+    job_name: str,
+    *,
+    dagster_instance: dg.DagsterInstance,
+    tags: Mapping[str, str],
+    run_config: Mapping[str, Any] | None = None,
+    partition: str | None = None,
+    run_id: str | None = None,
+) -> dg.DagsterRun:
+    """A run of the code location's job, as `dagster job launch` creates it (not started)."""
+    location = code_location(dagster_instance)
+    remote_job = location.get_repository(REPOSITORY_NAME).get_full_job(job_name)
+    run_config = dict(run_config or {})
+    plan = location.get_execution_plan(
+        remote_job, run_config, step_keys_to_execute=None, known_state=None
+    ).execution_plan_snapshot
+    run_tags = {**remote_job.tags, **tags}
+    if partition is not None:
+        ensure_partition(dagster_instance, partition)
+        run_tags["dagster/partition"] = partition
+    return dagster_instance.create_run(
+        job_name=job_name,
+        run_id=run_id,
+        run_config=run_config,
+        resolved_op_selection=None,
+        step_keys_to_execute=plan.step_keys_to_execute,
+        op_selection=None,
+        status=None,
+        root_run_id=None,
+        parent_run_id=None,
+        tags=run_tags,
+        job_snapshot=remote_job.job_snapshot,
+        execution_plan_snapshot=plan,
+        parent_job_snapshot=remote_job.parent_job_snapshot,
+        remote_job_origin=remote_job.get_remote_origin(),
+        job_code_origin=remote_job.get_python_origin(),
+        asset_selection=None,
+        asset_check_selection=None,
+        asset_graph=location.get_repository(REPOSITORY_NAME).asset_graph,
+    )
+
+
 def execute(
-    job: dg.JobDefinition,
+    job_name: str,
     *,
     db_connection_id: str,
     trigger: str,
-    op_config: Mapping[str, Any],
+    run_config: Mapping[str, Any] | None = None,
+    partition: str | None = None,
     dagster_instance: dg.DagsterInstance | None = None,
     run_id: str | None = None,
-) -> dg.ExecuteInProcessResult:
-    """Run a job for one connection; a failed run raises the TdsyncError its op raised.
+) -> dg.DagsterRun:
+    """Run a job for one connection and wait for it; a failed run raises the TdsyncError it
+    stands for.
 
     The run holds the connection's lease (tdsync.leases) from before it starts until it ends,
     waiting first, bounded, for another refresh or scan of the connection to finish.
     """
     settings = Settings.from_env()
+    dagster_instance = _thread_safe_logging(dagster_instance) if dagster_instance else instance()
     run_id = run_id or str(uuid.uuid4())
     with leases.held(
         shared_store(settings),
         db_connection_id,
         holder=run_id,
-        kind=job.name,
+        kind=job_name,
         wait_s=settings.lease_wait_s,
     ):
-        result = job.execute_in_process(
-            # The console logger is quiet (callers print their own summary and errors); every
-            # event is still stored on the instance for the Dagster UI.
-            run_config={
-                "ops": dict(op_config),
-                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-            },
-            instance=_thread_safe_logging(dagster_instance) if dagster_instance else instance(),
-            resources=default_resources(),
+        run = create_run(
+            job_name,
+            dagster_instance=dagster_instance,
             tags={CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger},
+            run_config=run_config,
+            partition=partition,
             run_id=run_id,
-            raise_on_error=False,
         )
-        if not result.success:  # raised inside: the lease records that the run failed
-            raise run_error(result)
-    return result
+        if deployment() == "local":
+            location = code_location(dagster_instance)
+            execute_run(
+                location.get_reconstructable_job(REPOSITORY_NAME, job_name), run, dagster_instance
+            )
+        else:
+            _submit_and_wait(dagster_instance, run)
+        ended = dagster_instance.get_run_by_id(run_id)
+        if ended is None or ended.status != dg.DagsterRunStatus.SUCCESS:
+            raise run_error(dagster_instance, run_id)  # inside: the lease records the failure
+    return ended
+
+
+def _submit_and_wait(dagster_instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """Hand the run to the instance's run coordinator (queue, launcher, executor) and wait."""
+    location = code_location(dagster_instance)
+    with WorkspaceProcessContext(
+        dagster_instance, InProcessWorkspaceLoadTarget(location.origin)
+    ) as workspace:
+        dagster_instance.submit_run(run.run_id, workspace.create_request_context())
+    while True:
+        current = dagster_instance.get_run_by_id(run.run_id)
+        if current is None or current.is_finished:
+            return
+        time.sleep(WAIT_POLL_S)
 
 
 def refresh(
     db_connection_id: str, *, trigger: str, dagster_instance: dg.DagsterInstance | None = None
 ) -> dict[str, int]:
-    """Refresh one connection through the refresh job; returns the run's summary.
+    """Refresh one connection: materialize its `table_descriptions` partition; returns the
+    refresh's summary (what it added, deprecated, restored, ...).
 
     While another refresh of the connection runs, this waits for it and returns its summary
     rather than listing the same tables again a moment later.
     """
     settings = Settings.from_env()
+    store = shared_store(settings)
+    dagster_instance = dagster_instance or instance()
     run_id = str(uuid.uuid4())
     joined = leases.acquire(
-        shared_store(settings),
+        store,
         db_connection_id,
         holder=run_id,
         kind=refresh_table_descriptions.name,
@@ -115,16 +224,28 @@ def refresh(
         join=True,
     )
     if joined is not None:
-        return joined.outcome
-    result = execute(
-        refresh_table_descriptions,
+        return refresh_summary(dagster_instance, joined.run_id)
+    execute(
+        refresh_table_descriptions.name,
         db_connection_id=db_connection_id,
         trigger=trigger,
-        op_config={"load_connection": {"config": {"db_connection_id": db_connection_id}}},
+        partition=partition_key(store.get_connection(db_connection_id)),
         dagster_instance=dagster_instance,
         run_id=run_id,
     )
-    return result.output_for_node("write_statuses")
+    return refresh_summary(dagster_instance, run_id)
+
+
+def refresh_summary(dagster_instance: dg.DagsterInstance, run_id: str) -> dict[str, int]:
+    """A refresh run's summary, from the materialization it recorded."""
+    for record in dagster_instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records:
+        materialization = record.asset_materialization
+        if materialization is not None and materialization.asset_key == TABLE_DESCRIPTIONS:
+            metadata = materialization.metadata
+            return {k: metadata[k].value for k in SUMMARY_FIELDS if k in metadata}
+    return {}
 
 
 def scan(
@@ -146,6 +267,7 @@ def scan(
     example_rows, sample_rows, concurrency). `on_progress` gets a ScanProgress after each table,
     in this thread.
     """
+    dagster_instance = dagster_instance or instance()
     run_id = run_id or str(uuid.uuid4())
     config: dict[str, Any] = {**(options or {}), "db_connection_id": db_connection_id}
     if table_names is not None:
@@ -153,33 +275,49 @@ def scan(
     if description_ids is not None:
         config["description_ids"] = list(description_ids)
     with scan_progress.listening(run_id, on_progress):
-        result = execute(
-            scan_table_descriptions,
+        execute(
+            scan_table_descriptions.name,
             db_connection_id=db_connection_id,
             trigger=trigger,
-            op_config={"start_scan": {"config": config}},
+            run_config={"ops": {"start_scan": {"config": config}}},
             dagster_instance=dagster_instance,
             run_id=run_id,
         )
-    return result.output_for_node("scan_tables")
+    return _output_metadata(dagster_instance, run_id, "scan_tables")
 
 
-def run_error(result: dg.ExecuteInProcessResult) -> TdsyncError:
+def _output_metadata(dagster_instance: dg.DagsterInstance, run_id: str, step: str) -> dict:
+    for record in dagster_instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.STEP_OUTPUT
+    ).records:
+        event = record.event_log_entry.dagster_event
+        if event is not None and event.step_key == step:
+            return {
+                k: v.value
+                for k, v in event.step_output_data.metadata.items()
+                if isinstance(v.value, int | float | str | bool)
+            }
+    return {}
+
+
+def run_error(dagster_instance: dg.DagsterInstance, run_id: str) -> TdsyncError:
     """The error a failed run stands for, with its run id in `detail`."""
-    for event in result.all_events:
-        if not event.is_step_failure:
-            continue
-        data = event.step_failure_data
+    for record in dagster_instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.STEP_FAILURE
+    ).records:
+        data = record.event_log_entry.dagster_event.step_failure_data
         user = data.user_failure_data
         if user is not None and "error_code" in user.metadata:
             detail = user.metadata.get("detail")
             detail_value = getattr(detail, "value", None) if detail is not None else None
-            payload = {"run_id": result.run_id}
+            payload = {"run_id": run_id}
             if isinstance(detail_value, dict):
                 payload = {**detail_value, **payload}
             return error_from_code(
                 user.metadata["error_code"].value, user.description or "run failed", payload
             )
         message = data.error.message.strip().splitlines()[0] if data.error else "run failed"
-        return TdsyncError(f"run failed: {message}", {"run_id": result.run_id})
-    return TdsyncError("run failed", {"run_id": result.run_id})
+        return TdsyncError(f"run failed: {message}", {"run_id": run_id})
+    run = dagster_instance.get_run_by_id(run_id)
+    status = run.status.value.lower() if run else "lost"
+    return TdsyncError(f"run {status}", {"run_id": run_id})

@@ -12,7 +12,7 @@ from dagster._cli.workspace.cli_target import WorkspaceOpts, get_workspace_from_
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_workspace_loads_the_refresh_job_with_its_ops_and_tags(
+def test_workspace_loads_the_refresh_job_as_the_partitioned_asset_and_its_checks(
     tdsync_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(REPO_ROOT)  # workspace.yaml's working_directory is "."
@@ -35,15 +35,15 @@ def test_workspace_loads_the_refresh_job_with_its_ops_and_tags(
         assert job.tags["tdsync/trigger"] == "ui"
         assert [
             node.node_name for node in job.job_snapshot.dep_structure_snapshot.node_invocation_snaps
-        ] == [
-            "diff_against_catalogue",
-            "list_live_tables",
-            "load_connection",
-            "write_statuses",
+        ] == ["table_description_checks", "table_descriptions"]
+        (asset,) = [
+            node
+            for node in repo.get_asset_node_snaps()
+            if node.asset_key.to_user_string() == "table_descriptions"
         ]
-        # The connection id is the run config.
+        assert asset.partitions is not None  # one partition per connection: no config to type
         config = job.job_snapshot.config_schema_snapshot
-        assert "db_connection_id" in str(config.all_config_snaps_by_key)
+        assert "db_connection_id" not in str(config.all_config_snaps_by_key)
 
 
 def test_dagster_definitions_validate_passes(tdsync_env: dict[str, str]) -> None:

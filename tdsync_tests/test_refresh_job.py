@@ -116,7 +116,7 @@ def test_refresh_is_a_dagster_run_with_tags_and_counts(store: CatalogueStore, sh
     (written,) = [
         r.event_log_entry.dagster_event
         for r in outputs
-        if r.event_log_entry.dagster_event.step_key == "write_statuses"
+        if r.event_log_entry.dagster_event.step_key == "table_descriptions.write_statuses"
     ]
     metadata = {k: v.value for k, v in written.step_output_data.metadata.items()}
     assert {k: metadata[k] for k in ("added", "deprecated", "restored", "unchanged")} == {
@@ -168,6 +168,28 @@ def test_empty_source_with_stored_descriptions_is_empty_database_and_changes_not
     assert snapshot(store, shop) == before
     failed = runs.instance().get_run_by_id(err.value.detail["run_id"])
     assert failed.status == dg.DagsterRunStatus.FAILURE
+
+
+def test_failed_run_reads_as_the_error_with_its_code_and_what_to_do(
+    store: CatalogueStore, shop: str, sqlite_path: Path
+) -> None:
+    refresh_directly(store, shop)
+    sql(
+        sqlite_path,
+        'DROP VIEW big_orders; DROP TABLE orders; DROP TABLE customers; DROP TABLE "OrderItems";',
+    )
+    with pytest.raises(EmptyDatabase) as err:
+        runs.refresh(shop, trigger="cli")
+
+    [failure] = (
+        runs.instance()
+        .get_records_for_run(err.value.detail["run_id"], of_type=dg.DagsterEventType.STEP_FAILURE)
+        .records
+    )
+    data = failure.event_log_entry.dagster_event.step_failure_data.user_failure_data
+    assert data.description == err.value.message
+    assert data.metadata["error_code"].value == "empty_database"
+    assert data.metadata["what_to_do"].value.startswith("Nothing was deprecated.")
 
 
 def test_missing_sqlite_file_is_invalid_connection_and_never_created(

@@ -1,10 +1,9 @@
-"""The catalogue in the Dagster UI: the `table_descriptions` asset and its health checks.
+"""The health checks of the `table_descriptions` asset (tdsync.defs.refresh_job computes it).
 
-One partition per connection (keyed by connection id, the same value as the run tag
-`tdsync/db_connection_id`). Every refresh records a materialization of its connection's partition
-with counts by status and what it added, deprecated and restored. The two checks are reported by
-the `check_table_descriptions` sensor whenever their outcome changes (a refresh stays one read and
-one write), and can be run on demand from the UI.
+Both checks run after every materialization, in the same run, on that run's connection; executed
+on their own (the UI's "Execute" on a check) they judge every connection. The
+`check_table_descriptions` sensor also reports them when their outcome changes between runs (a
+scan failing, a lease running out).
 """
 
 from collections.abc import Mapping
@@ -14,47 +13,14 @@ from typing import Any
 
 import dagster as dg
 
-from tdsync.defs.resources import CatalogueResource
-from tdsync.models import Status, utcnow
+from tdsync.defs.partitions import connection_for_partition
+from tdsync.defs.resources import CatalogueResource, failures_as_dagster
+from tdsync.models import DatabaseConnection, Status, utcnow
 from tdsync.store import CatalogueStore
 
-CONNECTIONS = dg.DynamicPartitionsDefinition(name="tdsync_connections")
 TABLE_DESCRIPTIONS = dg.AssetKey("table_descriptions")
 NO_FAILED = "no_failed_descriptions"
 NO_STUCK_SCANS = "no_scan_past_its_lease"
-
-table_descriptions = dg.AssetSpec(
-    key=TABLE_DESCRIPTIONS,
-    description=(
-        "The catalogue of table descriptions in MongoDB, one partition per connection (its id). "
-        "Each refresh of a connection records a materialization with its counts by status."
-    ),
-    partitions_def=CONNECTIONS,
-    group_name="catalogue",
-    kinds={"mongodb"},
-)
-
-
-def report_refresh(
-    context: dg.OpExecutionContext,
-    connection_id: str,
-    changes: Mapping[str, Any],
-    status_counts: Mapping[str, int],
-) -> None:
-    """Record a refresh on the asset: a materialization of its connection's partition.
-
-    `status_counts` are the refresh plan's own, not counted in the store again: on SecantusDB
-    each count reads every matching document (0.3 s for 10,000)."""
-    instance = context.instance
-    if not instance.has_dynamic_partition(CONNECTIONS.name, connection_id):
-        instance.add_dynamic_partitions(CONNECTIONS.name, [connection_id])
-    context.log_event(
-        dg.AssetMaterialization(
-            asset_key=TABLE_DESCRIPTIONS,
-            partition=connection_id,
-            metadata={**status_metadata(status_counts), **changes},
-        )
-    )
 
 
 def status_metadata(counts: Mapping[str, int]) -> dict[str, int]:
@@ -94,13 +60,16 @@ class CheckOutcome:
         )
 
 
-def catalogue_checks(store: CatalogueStore, now: datetime) -> list[CheckOutcome]:
-    """No description is FAILED; none is SYNCHRONIZING past its scan lease. Per connection, the
-    counts come from the (connection, status) index, so checking after every refresh stays cheap."""
+def catalogue_checks(
+    store: CatalogueStore, now: datetime, connections: list[DatabaseConnection] | None = None
+) -> list[CheckOutcome]:
+    """No description is FAILED; none is SYNCHRONIZING past its scan lease, in `connections`
+    (default: all). Per connection, the counts come from the (connection, status) index, so
+    checking after every refresh stays cheap."""
     failed: dict[str, dict[str, str]] = {}
     stuck: dict[str, list[str]] = {}
     failed_total = 0
-    for conn in store.list_connections():
+    for conn in store.list_connections() if connections is None else connections:
         count = store.descriptions_with_status(conn.id, Status.FAILED)
         if count:
             failed_total += count
@@ -154,7 +123,16 @@ def catalogue_checks(store: CatalogueStore, now: datetime) -> list[CheckOutcome]
         ),
     ],
     name="table_description_checks",
+    can_subset=True,  # so the UI can execute either check on its own
 )
-def table_description_checks(catalogue: CatalogueResource):
-    for outcome in catalogue_checks(catalogue.get_store(), utcnow()):
-        yield outcome.to_result()
+def table_description_checks(context: dg.AssetCheckExecutionContext, catalogue: CatalogueResource):
+    store = catalogue.get_store()
+    with failures_as_dagster():
+        scope = None  # on their own: every connection
+        if context.op_execution_context.has_partition_key:  # after a refresh: its connection
+            scope = [connection_for_partition(store, context.op_execution_context.partition_key)]
+        outcomes = catalogue_checks(store, utcnow(), scope)
+    selected = {key.name for key in context.selected_asset_check_keys}
+    for outcome in outcomes:
+        if outcome.name in selected:
+            yield outcome.to_result()

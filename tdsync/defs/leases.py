@@ -43,13 +43,14 @@ def hold_connection_lease(
 
 @dg.success_hook(required_resource_keys={"catalogue"})
 def release_connection_lease(context: dg.HookContext) -> None:
-    """On the job's last op: release the lease, recording the op's result for joined callers."""
+    """On the job's last op: release the lease, recording the op's result for joined callers
+    (a refresh has none: joined callers read its materialization, by the run id recorded here)."""
     outcome = context.op_output_values.get("result")
     leases.release(
         context.resources.catalogue.get_store(),
         context.run_id,
         succeeded=True,
-        outcome=_plain(outcome),
+        outcome=_plain(outcome) if outcome is not None else {"run_id": context.run_id},
     )
 
 

@@ -27,29 +27,55 @@ class CatalogueResource(dg.ConfigurableResource):
 class SourceDatabasesResource(dg.ConfigurableResource):
     """Opens source databases with connect and statement timeouts."""
 
-    timeout_s: float = 10.0
+    # None: TDSYNC_SOURCE_TIMEOUT_S as the run finds it (the code location is loaded once per
+    # process, runs come and go).
+    timeout_s: float | None = None
+
+    def _timeout_s(self) -> float:
+        return (
+            self.timeout_s if self.timeout_s is not None else Settings.from_env().source_timeout_s
+        )
 
     def list_live(self, *, connection_uri: str, schemas: list[str] | None) -> Listing:
-        return list_live_tables(connection_uri, schemas, timeout_s=self.timeout_s)
+        return list_live_tables(connection_uri, schemas, timeout_s=self._timeout_s())
 
     def scan(
         self, *, connection_uri: str, targets: list[ScanTarget], options: ScanOptions
     ) -> Iterator[TableScan]:
         """Scan tables of one source database; results arrive as each table finishes."""
-        return scan_tables(connection_uri, targets, options=options, timeout_s=self.timeout_s)
+        return scan_tables(connection_uri, targets, options=options, timeout_s=self._timeout_s())
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
-    settings = Settings.from_env()
-    return {
-        "catalogue": CatalogueResource(),
-        "sources": SourceDatabasesResource(timeout_s=settings.source_timeout_s),
-    }
+    return {"catalogue": CatalogueResource(), "sources": SourceDatabasesResource()}
+
+
+# What a person can do about an expected failure, shown with it in the run's failure.
+WHAT_TO_DO = {
+    "empty_database": (
+        "Nothing was deprecated. Check that the connection's schemas are right and that its "
+        "database user can still see their tables, then refresh again."
+    ),
+    "invalid_database_connection": (
+        "Fix the connection's URI or schemas (PUT /api/v1/database-connections/{id}, or "
+        "`tdsync connections add` again) and check that the database is reachable, then refresh."
+    ),
+    "connection_busy": (
+        "Another refresh or scan of this connection held it for too long. Re-execute this run "
+        "once that run has finished (see the runs tagged with the same tdsync/db_connection_id)."
+    ),
+    "database_connection_not_found": (
+        "The connection was deleted or renamed; its partition follows at the partition "
+        "sensor's next tick. Materialize the partition named by its current alias."
+    ),
+    "storage_unavailable": "MongoDB could not be reached. Re-execute this run once it is back.",
+}
 
 
 @contextmanager
 def failures_as_dagster() -> Iterator[None]:
-    """A TdsyncError becomes a dg.Failure that carries its error code, for the UI and the API."""
+    """A TdsyncError becomes a dg.Failure that carries its error code and what to do about it,
+    for the UI and the API: an expected failure, not a crash."""
     try:
         yield
     except TdsyncError as exc:
@@ -57,6 +83,7 @@ def failures_as_dagster() -> Iterator[None]:
             description=exc.message,
             metadata={
                 "error_code": exc.error_code,
+                "what_to_do": WHAT_TO_DO.get(exc.error_code, "See the error message."),
                 "detail": dg.MetadataValue.json(json.loads(json.dumps(exc.detail, default=str)))
                 if exc.detail is not None
                 else dg.MetadataValue.null(),

@@ -7,6 +7,7 @@ adding or editing one through the API or CLI takes effect at the next minute, wi
 import dagster as dg
 
 from tdsync.cron import due_refreshes
+from tdsync.defs.partitions import ensure_partition, partition_key
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG, refresh_table_descriptions
 from tdsync.defs.resources import CatalogueResource, failures_as_dagster
 
@@ -33,12 +34,14 @@ def refresh_connections_on_schedule(
         context.log.error(f"connection {alias!r} is not scheduled: {problem}")
     if not check.due:
         return dg.SkipReason(check.skip_reason())
+    keys = {conn.id: partition_key(conn) for conn in connections}
+    for due in check.due:
+        # A connection registered since the partition sensor's last tick has no partition yet.
+        ensure_partition(context.instance, keys[due.connection_id])
     return [
         dg.RunRequest(
             run_key=due.run_key,
-            run_config={
-                "ops": {"load_connection": {"config": {"db_connection_id": due.connection_id}}}
-            },
+            partition_key=keys[due.connection_id],
             tags={CONNECTION_TAG: due.connection_id, TRIGGER_TAG: "schedule"},
         )
         for due in check.due

@@ -17,7 +17,8 @@ import dagster as dg
 from tdsync import leases
 from tdsync.config import Settings
 from tdsync.credentials import scrub
-from tdsync.defs.assets import CONNECTIONS, catalogue_checks
+from tdsync.defs.assets import catalogue_checks
+from tdsync.defs.partitions import CONNECTIONS, partition_key
 from tdsync.defs.refresh_job import CONNECTION_TAG, refresh_table_descriptions
 from tdsync.defs.resources import CatalogueResource, failures_as_dagster
 from tdsync.defs.scan_job import scan_table_descriptions
@@ -99,18 +100,21 @@ def settle_cancelled_runs(context: dg.RunStatusSensorContext, catalogue: Catalog
     name="sync_connection_partitions",
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Keeps the table_descriptions partitions equal to the registered connections.",
+    description=(
+        "Keeps the table_descriptions partitions equal to the registered connections' aliases "
+        "(added, renamed, deleted)."
+    ),
 )
 def sync_connection_partitions(
     context: dg.SensorEvaluationContext, catalogue: CatalogueResource
 ) -> dg.SensorResult | dg.SkipReason:
     with failures_as_dagster():
-        ids = sorted(conn.id for conn in catalogue.get_store().list_connections())
-    digest = hashlib.sha1(",".join(ids).encode()).hexdigest()
+        keys = sorted(partition_key(conn) for conn in catalogue.get_store().list_connections())
+    digest = hashlib.sha1("\0".join(keys).encode()).hexdigest()
     if context.cursor == digest:
-        return dg.SkipReason(f"partitions already match the {len(ids)} connection(s)")
+        return dg.SkipReason(f"partitions already match the {len(keys)} connection(s)")
     existing = set(context.instance.get_dynamic_partitions(CONNECTIONS.name))
-    wanted = set(ids)
+    wanted = set(keys)
     requests = []
     if wanted - existing:
         requests.append(CONNECTIONS.build_add_request(sorted(wanted - existing)))
@@ -118,7 +122,7 @@ def sync_connection_partitions(
         requests.append(CONNECTIONS.build_delete_request(sorted(existing - wanted)))
     if not requests:
         return dg.SensorResult(
-            cursor=digest, skip_reason=f"partitions already match the {len(ids)} connection(s)"
+            cursor=digest, skip_reason=f"partitions already match the {len(keys)} connection(s)"
         )
     return dg.SensorResult(dynamic_partitions_requests=requests, cursor=digest)
 

@@ -21,7 +21,7 @@ from tdsync.catalogue import open_store
 from tdsync.config import Settings
 from tdsync.models import utcnow
 from tdsync.store import CatalogueStore
-from tdsync_tests.conftest import TEST_KEY
+from tdsync_tests.conftest import TEST_KEY, until
 from tdsync_tests.test_api.live import free_port, isolated_env
 from tdsync_tests.test_cli.conftest import TDSYNC
 
@@ -155,6 +155,21 @@ def test_schedule_and_sensors_are_on_by_default(dev: Dev):
     }
 
 
+def test_daemon_reports_the_catalogue_checks(dev: Dev):
+    import dagster as dg
+
+    key = dg.AssetCheckKey(dg.AssetKey("table_descriptions"), "no_failed_descriptions")
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    with dg.DagsterInstance.from_config(dev.env["DAGSTER_HOME"]) as instance:
+        while not (history := instance.event_log_storage.get_asset_check_execution_history(key, 1)):
+            assert time.monotonic() < deadline, "the check sensor never reported"
+            time.sleep(0.5)
+
+    evaluation = history[0].event.dagster_event.event_specific_data
+    assert evaluation.passed
+    assert evaluation.description == "no table description is FAILED"
+
+
 LAUNCH = """mutation($params: ExecutionParams!) {
   launchRun(executionParams: $params) {
     __typename
@@ -174,72 +189,158 @@ RUN = """query($runId: ID!) {
 }"""
 
 
-def test_run_launched_from_the_ui_waits_for_its_connection_then_refreshes_it(
+REEXECUTE = """mutation($params: ReexecutionParams!) {
+  launchRunReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}"""
+
+PARTITIONS = """query {
+  assetNodeOrError(assetKey: {path: ["table_descriptions"]}) {
+    ... on AssetNode { partitionKeys }
+  }
+}"""
+
+RUNS_BY_TRIGGER = """query($connection: String!) {
+  runsOrError(filter: {tags: [{key: "tdsync/db_connection_id", value: $connection}]}) {
+    ... on Runs { results { runId tags { key value } } }
+  }
+}"""
+
+REPOSITORY = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
+TABLE_DESCRIPTIONS = {"path": ["table_descriptions"]}
+
+
+def launch(dev: Dev, selector: dict, tags: dict[str, str] | None = None) -> str:
+    params = {
+        "selector": {**REPOSITORY, **selector},
+        "runConfigData": {},
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
+    }
+    launched = graphql(dev, LAUNCH, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def finished(dev: Dev, run_id: str) -> dict:
+    """The run once it has ended (the daemon dequeues it and a run worker executes it)."""
+    ended = {}
+
+    def done() -> bool:
+        ended.update(graphql(dev, RUN, {"runId": run_id}))
+        return ended["runOrError"]["status"] in ("SUCCESS", "FAILURE", "CANCELED")
+
+    until(done, f"run {run_id} finished", timeout_s=READY_TIMEOUT_S, poll_s=0.5)
+    return ended
+
+
+def partition_keys(dev: Dev) -> list[str]:
+    return graphql(dev, PARTITIONS)["assetNodeOrError"]["partitionKeys"]
+
+
+def shop_db(path: Path, *tables: str) -> str:
+    with sqlite3.connect(path) as db:
+        db.executescript("".join(f"CREATE TABLE {t} (id INTEGER);" for t in tables))
+    return f"sqlite:///{path}"
+
+
+def test_connection_partition_is_found_by_alias_and_materialized_from_the_ui_once_free(
     dev: Dev, tmp_path: Path
 ):
-    source = tmp_path / "ui-shop.db"
-    with sqlite3.connect(source) as db:
-        db.executescript("CREATE TABLE orders (id INTEGER); CREATE TABLE users (id INTEGER);")
-    conn = dev.store.add_connection(alias="ui-shop", connection_uri=f"sqlite:///{source}")
+    conn = dev.store.add_connection(
+        alias="ui-shop", connection_uri=shop_db(tmp_path / "ui-shop.db", "orders", "users")
+    )
+    until(lambda: "ui-shop" in partition_keys(dev), "the partition sensor added ui-shop", 120, 0.5)
     # Another process's run (a scan, say) has the connection: the UI run must wait for it.
     assert dev.store.acquire_connection_lease(
         conn.id, holder="other-process-run", kind="scan_table_descriptions", ttl_s=120, now=utcnow()
     )
 
-    launched = graphql(
+    # What the asset's Materialize button launches for one selected partition: no config.
+    run_id = launch(
         dev,
-        LAUNCH,
-        {
-            "params": {
-                "selector": {
-                    "repositoryLocationName": LOCATION,
-                    "repositoryName": "__repository__",
-                    "jobName": "refresh_table_descriptions",
-                },
-                "runConfigData": {
-                    "ops": {"load_connection": {"config": {"db_connection_id": conn.id}}}
-                },
-            }
-        },
-    )["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
+        {"jobName": "__ASSET_JOB", "assetSelection": [TABLE_DESCRIPTIONS]},
+        {"dagster/partition": "ui-shop"},
+    )
 
-    def run() -> dict:
-        return graphql(dev, RUN, {"runId": run_id})
+    def waiting() -> bool:
+        events = graphql(dev, RUN, {"runId": run_id})["logsForRun"]["events"]
+        return any("waiting for" in (e.get("message") or "") for e in events)
 
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while not any("waiting for" in (e.get("message") or "") for e in run()["logsForRun"]["events"]):
-        assert time.monotonic() < deadline, f"the run never waited: {run()}"
-        time.sleep(0.5)
+    until(waiting, "the UI run waits for the connection", READY_TIMEOUT_S, 0.5)
     assert dev.store.list_descriptions(conn.id) == []
 
     dev.store.release_connection_leases("other-process-run", succeeded=True, now=utcnow())
-    while (status := run()["runOrError"]["status"]) not in ("SUCCESS", "FAILURE", "CANCELED"):
-        assert time.monotonic() < deadline, f"the run did not finish: {run()}"
-        time.sleep(0.5)
+    run = finished(dev, run_id)
 
-    tags = {t["key"]: t["value"] for t in run()["runOrError"]["tags"]}
-    assert status == "SUCCESS", run()
+    tags = {t["key"]: t["value"] for t in run["runOrError"]["tags"]}
+    assert run["runOrError"]["status"] == "SUCCESS", run
     assert tags["tdsync/db_connection_id"] == conn.id
-    assert tags["tdsync/trigger"] == "ui"
+    assert tags["dagster/partition"] == "ui-shop"
     assert [d.table_name for d in dev.store.list_descriptions(conn.id)] == ["orders", "users"]
     assert dev.store.connection_lease(conn.id)["last"]["holder"] == run_id
 
 
-def test_daemon_reports_the_catalogue_checks(dev: Dev):
-    import dagster as dg
+def test_run_started_over_http_is_reexecuted_from_the_ui(dev: Dev, tmp_path: Path):
+    source = tmp_path / "http-shop.db"
+    conn = dev.store.add_connection(alias="http-shop", connection_uri=shop_db(source, "orders"))
+    request = urllib.request.Request(
+        f"{dev.api}/api/v1/table-descriptions/refresh",
+        data=json.dumps({"db_connection_id": conn.id}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 201
+    [parent] = graphql(dev, RUNS_BY_TRIGGER, {"connection": conn.id})["runsOrError"]["results"]
+    assert {t["key"]: t["value"] for t in parent["tags"]}["tdsync/trigger"] == "webhook"
+    shop_db(source, "invoices")
 
-    key = dg.AssetCheckKey(dg.AssetKey("table_descriptions"), "no_failed_descriptions")
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    with dg.DagsterInstance.from_config(dev.env["DAGSTER_HOME"]) as instance:
-        while not (history := instance.event_log_storage.get_asset_check_execution_history(key, 1)):
-            assert time.monotonic() < deadline, "the check sensor never reported"
-            time.sleep(0.5)
+    reexecuted = graphql(
+        dev, REEXECUTE, {"params": {"parentRunId": parent["runId"], "strategy": "ALL_STEPS"}}
+    )["launchRunReexecution"]
+    assert reexecuted["__typename"] == "LaunchRunSuccess", reexecuted
+    run = finished(dev, reexecuted["run"]["runId"])
 
-    evaluation = history[0].event.dagster_event.event_specific_data
-    assert evaluation.passed
-    assert evaluation.description == "no table description is FAILED"
+    assert run["runOrError"]["status"] == "SUCCESS", run
+    assert [d.table_name for d in dev.store.list_descriptions(conn.id)] == ["invoices", "orders"]
+
+
+@pytest.mark.parametrize("check", ["no_failed_descriptions", "no_scan_past_its_lease"])
+def test_each_check_is_executed_on_its_own_from_the_ui(dev: Dev, tmp_path: Path, check: str):
+    conn = dev.store.add_connection(
+        alias=f"checked-{check}", connection_uri=shop_db(tmp_path / "c.db", "orders")
+    )
+    dev.store.descriptions.insert_one(
+        {
+            "db_connection_id": conn.id,
+            "schema_name": "main",
+            "table_name": "orders",
+            "status": "FAILED",
+            "error_message": "permission denied",
+        }
+    )
+
+    run_id = launch(
+        dev,
+        {
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [],
+            "assetCheckSelection": [{"assetKey": TABLE_DESCRIPTIONS, "name": check}],
+        },
+    )
+    run = finished(dev, run_id)
+
+    assert run["runOrError"]["status"] == "SUCCESS", run
+    evaluated = [
+        e["message"]
+        for e in run["logsForRun"]["events"]
+        if "Asset check" in (e.get("message") or "")
+    ]
+    assert len(evaluated) == 1 and f"'{check}'" in evaluated[0], evaluated
+    expected = "failed" if check == "no_failed_descriptions" else "passed"
+    assert expected in evaluated[0]
 
 
 def test_sigint_stops_every_process_dev_started(dev: Dev):

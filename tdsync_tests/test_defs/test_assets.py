@@ -7,15 +7,9 @@ import dagster as dg
 import pytest
 
 from tdsync import runs
-from tdsync.defs.assets import (
-    CONNECTIONS,
-    NO_FAILED,
-    NO_STUCK_SCANS,
-    TABLE_DESCRIPTIONS,
-    table_description_checks,
-    table_descriptions,
-)
-from tdsync.defs.resources import CatalogueResource
+from tdsync.definitions import defs
+from tdsync.defs.assets import NO_FAILED, NO_STUCK_SCANS, TABLE_DESCRIPTIONS
+from tdsync.defs.partitions import CONNECTIONS
 from tdsync.models import Status, utcnow
 from tdsync.store import CatalogueStore
 
@@ -32,17 +26,16 @@ def connection(store: CatalogueStore, sqlite_path) -> str:
 
 def check_job() -> dg.JobDefinition:
     """The checks as the Dagster UI runs them: the implicit asset job, checks only."""
-    defs = dg.Definitions(
-        assets=[table_descriptions],
-        asset_checks=[table_description_checks],
-        resources={"catalogue": CatalogueResource()},
-    )
-    return defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection=set(),
-        asset_check_selection={
-            dg.AssetCheckKey(TABLE_DESCRIPTIONS, NO_FAILED),
-            dg.AssetCheckKey(TABLE_DESCRIPTIONS, NO_STUCK_SCANS),
-        },
+    return (
+        defs()
+        .resolve_implicit_global_asset_job_def()
+        .get_subset(
+            asset_selection=set(),
+            asset_check_selection={
+                dg.AssetCheckKey(TABLE_DESCRIPTIONS, NO_FAILED),
+                dg.AssetCheckKey(TABLE_DESCRIPTIONS, NO_STUCK_SCANS),
+            },
+        )
     )
 
 
@@ -62,10 +55,10 @@ def test_each_refresh_materializes_its_connection_partition_with_counts_and_chan
     runs.refresh(connection, trigger="cli")
     instance = runs.instance()
 
-    assert instance.get_dynamic_partitions(CONNECTIONS.name) == [connection]
-    record = latest_materialization(instance, connection)
+    assert instance.get_dynamic_partitions(CONNECTIONS.name) == ["shop"]  # by alias
+    record = latest_materialization(instance, "shop")
     metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-    assert record.partition_key == connection
+    assert record.partition_key == "shop"
     assert metadata["NOT_SCANNED"] == 3
     assert metadata["DEPRECATED"] == 1
     assert metadata["SCANNED"] == 0

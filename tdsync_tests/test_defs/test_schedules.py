@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
+from tdsync.definitions import defs
+from tdsync.defs.partitions import CONNECTIONS
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.defs.resources import CatalogueResource
 from tdsync.defs.schedules import refresh_connections_on_schedule
@@ -18,8 +20,13 @@ def tick(at: datetime):
             instance=instance,
             scheduled_execution_time=at,
             resources={"catalogue": CatalogueResource()},
+            repository_def=defs().get_repository_def(),
         )
-        return refresh_connections_on_schedule.evaluate_tick(context)
+        result = refresh_connections_on_schedule.evaluate_tick(context)
+        # Each requested partition exists by the time its run is created.
+        partitions = set(instance.get_dynamic_partitions(CONNECTIONS.name))
+        assert {r.partition_key for r in result.run_requests or []} <= partitions
+        return result
 
 
 def at(hour: int, minute: int) -> datetime:
@@ -44,9 +51,8 @@ def test_due_connection_gets_one_run_request_keyed_by_connection_and_fire_time(s
     assert request.run_key == f"{quarterly}@2026-03-02T10:15Z"
     assert request.tags[CONNECTION_TAG] == quarterly
     assert request.tags[TRIGGER_TAG] == "schedule"
-    assert request.run_config == {
-        "ops": {"load_connection": {"config": {"db_connection_id": quarterly}}}
-    }
+    assert request.partition_key == "quarterly"  # the connection's partition, by alias
+    assert request.run_config == {}
 
 
 def test_every_connection_due_in_the_same_minute_gets_its_own_run(store, sqlite_path):

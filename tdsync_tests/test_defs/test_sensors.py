@@ -4,7 +4,7 @@ import dagster as dg
 import pytest
 
 from tdsync import runs
-from tdsync.defs.assets import CONNECTIONS
+from tdsync.defs.partitions import CONNECTIONS
 from tdsync.defs.refresh_job import CONNECTION_TAG
 from tdsync.defs.resources import CatalogueResource
 from tdsync.defs.sensors import (
@@ -172,11 +172,11 @@ def test_failed_refresh_leaves_descriptions_alone(store, connection):
     assert statuses(store, connection)["orders"] == ("SYNCHRONIZING", None)
 
 
-def test_partitions_follow_connections_and_skip_when_nothing_changed(store, sqlite_path):
-    a = store.add_connection(alias="a", connection_uri=f"sqlite:///{sqlite_path}").id
+def test_partitions_follow_connections_by_alias_and_skip_when_nothing_changed(store, sqlite_path):
+    store.add_connection(alias="a", connection_uri=f"sqlite:///{sqlite_path}")
     b = store.add_connection(alias="b", connection_uri=f"sqlite:///{sqlite_path}").id
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(CONNECTIONS.name, ["removed-connection", a])
+        instance.add_dynamic_partitions(CONNECTIONS.name, ["removed-connection", "a"])
 
         def tick(cursor: str | None):
             context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=RESOURCES)
@@ -192,18 +192,22 @@ def test_partitions_follow_connections_and_skip_when_nothing_changed(store, sqli
         first = tick(None)
         after_first = sorted(instance.get_dynamic_partitions(CONNECTIONS.name))
         second = tick(first.cursor)
+        store.update_connection(b, alias="b-renamed")
+        renamed = tick(second.cursor)
+        after_rename = sorted(instance.get_dynamic_partitions(CONNECTIONS.name))
         store.delete_connection(b)
-        third = tick(second.cursor)
+        third = tick(renamed.cursor)
         after_third = instance.get_dynamic_partitions(CONNECTIONS.name)
 
     added, deleted = first.dynamic_partitions_requests
-    assert (added.partition_keys, deleted.partition_keys) == ([b], ["removed-connection"])
-    assert after_first == sorted([a, b])
+    assert (added.partition_keys, deleted.partition_keys) == (["b"], ["removed-connection"])
+    assert after_first == ["a", "b"]
     assert second.skip_message == "partitions already match the 2 connection(s)"
     assert second.dynamic_partitions_requests == []
+    assert after_rename == ["a", "b-renamed"]
     [deleted_b] = third.dynamic_partitions_requests
-    assert deleted_b.partition_keys == [b]
-    assert after_third == [a]
+    assert deleted_b.partition_keys == ["b-renamed"]
+    assert after_third == ["a"]
 
 
 def test_check_sensor_reports_the_checks_only_when_their_outcome_changes(store, connection):

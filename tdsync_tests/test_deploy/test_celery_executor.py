@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 
 from tdsync.config import Settings, ensure_dagster_home
+from tdsync.defs.partitions import ensure_partition
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.deployment import DEPLOY_DIR
 from tdsync.store import CatalogueStore
@@ -107,11 +108,12 @@ def test_refresh_and_scan_run_on_a_celery_worker_with_dagster_storage_on_postgre
     tags = {CONNECTION_TAG: conn.id, TRIGGER_TAG: "cli"}
 
     with dg.DagsterInstance.get() as instance:
+        ensure_partition(instance, "celery-shop")
         refresh = _execute(
             instance,
             "refresh_table_descriptions",
-            run_config={"ops": {"load_connection": {"config": {"db_connection_id": conn.id}}}},
-            tags=tags,
+            run_config={},
+            tags={**tags, "dagster/partition": "celery-shop"},
         )
         listed = _statuses(store, conn.id)
         scan = _execute(
@@ -128,7 +130,14 @@ def test_refresh_and_scan_run_on_a_celery_worker_with_dagster_storage_on_postgre
             assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
             assert record.dagster_run.tags[CONNECTION_TAG] == conn.id
         assert _steps_run_by(instance, refresh.run_id) == dict.fromkeys(
-            ["load_connection", "list_live_tables", "diff_against_catalogue", "write_statuses"],
+            [
+                *(
+                    f"table_descriptions.{op}"
+                    for op in ("load_connection", "list_live_tables", "diff_against_catalogue")
+                ),
+                "table_descriptions.write_statuses",
+                "table_description_checks",
+            ],
             celery_worker,
         )
         assert _steps_run_by(instance, scan.run_id) == dict.fromkeys(

@@ -114,7 +114,7 @@ def test_jobs_run_on_the_executor_of_the_deployment(
     monkeypatch.setenv("TDSYNC_DEPLOYMENT", deployment)
     from tdsync.definitions import defs
 
-    job = defs().get_job_def("refresh_table_descriptions")
+    job = defs().resolve_job_def("refresh_table_descriptions")
 
     assert job.executor_def.name == executor
 

@@ -19,6 +19,7 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
     QueuedRunCoordinatorDaemon,
 )
 
+from tdsync.definitions import defs
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.defs.resources import CatalogueResource
 from tdsync.defs.schedules import refresh_connections_on_schedule
@@ -138,6 +139,7 @@ def _tick(instance: dg.DagsterInstance, at: datetime) -> list[dg.RunRequest]:
         instance=instance,
         scheduled_execution_time=at,
         resources={"catalogue": CatalogueResource()},
+        repository_def=defs().get_repository_def(),
     )
     return list(refresh_connections_on_schedule.evaluate_tick(context).run_requests)
 
@@ -153,7 +155,11 @@ def _submit(workspace: WorkspaceProcessContext, requests: list[dg.RunRequest]) -
         run = workspace.instance.create_run_for_job(
             job_def=job_def,
             run_config=request.run_config,
-            tags={**request.tags, "dagster/schedule_name": refresh_connections_on_schedule.name},
+            tags={
+                **request.tags,
+                "dagster/partition": request.partition_key,
+                "dagster/schedule_name": refresh_connections_on_schedule.name,
+            },
             remote_job_origin=job.get_remote_origin(),
             job_code_origin=job.get_python_origin(),
         )
