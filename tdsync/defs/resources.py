@@ -25,9 +25,11 @@ class CatalogueResource(dg.ConfigurableResource):
 
 
 class SourceDatabasesResource(dg.ConfigurableResource):
-    """Opens source databases with connect and statement timeouts."""
+    """Opens source databases with connect and statement timeouts; a scan gives up on a source
+    that answers nothing for `stall_s`."""
 
     timeout_s: float = 10.0
+    stall_s: float = 30.0
 
     def list_live(self, *, connection_uri: str, schemas: list[str] | None) -> Listing:
         return list_live_tables(connection_uri, schemas, timeout_s=self.timeout_s)
@@ -36,14 +38,18 @@ class SourceDatabasesResource(dg.ConfigurableResource):
         self, *, connection_uri: str, targets: list[ScanTarget], options: ScanOptions
     ) -> Iterator[TableScan]:
         """Scan tables of one source database; results arrive as each table finishes."""
-        return scan_tables(connection_uri, targets, options=options, timeout_s=self.timeout_s)
+        return scan_tables(
+            connection_uri, targets, options=options, timeout_s=self.timeout_s, stall_s=self.stall_s
+        )
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     settings = Settings.from_env()
     return {
         "catalogue": CatalogueResource(),
-        "sources": SourceDatabasesResource(timeout_s=settings.source_timeout_s),
+        "sources": SourceDatabasesResource(
+            timeout_s=settings.source_timeout_s, stall_s=settings.scan_stall_s
+        ),
     }
 
 
