@@ -387,9 +387,9 @@ class SourceWatch:
     def failed(self, dbapi_conn: Any, *, answered: bool) -> float | None:
         """A statement raised; returns how long it waited if this watch cut it off."""
         with self._lock:
-            self._waiting.pop(id(dbapi_conn), None)
+            was_waiting = self._waiting.pop(id(dbapi_conn), None) is not None
             waited = self._cut.pop(id(dbapi_conn), None)
-            if answered and waited is None:
+            if answered and was_waiting:  # the server's own error: it answered
                 self._quiet_s = 0.0
         return waited
 
@@ -457,12 +457,24 @@ def watch_answers(engine: Engine, deadline_s: float) -> SourceWatch:
         if waited is not None:
             raise SourceStopped(f"the source did not answer for {waited:.0f} s") from None
 
+    for name in ("do_rollback", "do_commit"):  # DBAPI calls outside any statement event
+        setattr(engine.dialect, name, _watched(getattr(engine.dialect, name), watch, current))
     sa.event.listen(engine, "before_cursor_execute", before)
     sa.event.listen(engine, "after_cursor_execute", after)
     sa.event.listen(engine, "handle_error", on_error)
     sa.event.listen(engine, "do_connect", connecting)
     sa.event.listen(engine, "connect", connected)
     return watch
+
+
+def _watched(call: Callable[[Any], None], watch: SourceWatch, current: threading.local):
+    def watched(dbapi_conn: Any) -> None:
+        current.conn = dbapi_conn
+        watch.started(dbapi_conn)
+        call(dbapi_conn)  # an error goes through handle_error, as a statement's does
+        watch.answered(dbapi_conn)
+
+    return watched
 
 
 def source_watch(engine: Engine) -> SourceWatch | None:
