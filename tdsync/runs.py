@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pydantic
 
 from tdsync import leases
 from tdsync.catalogue import shared_store
 from tdsync.config import Settings, ensure_dagster_home
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG, refresh_table_descriptions
 from tdsync.defs.resources import default_resources
-from tdsync.defs.scan_job import scan_table_descriptions
-from tdsync.errors import TdsyncError, error_from_code
+from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
+from tdsync.errors import TdsyncError, ValidationFailed, error_from_code
 from tdsync.scan import progress as scan_progress
 from tdsync.scan.progress import ProgressCallback
 
@@ -152,6 +153,12 @@ def scan(
         config["table_names"] = list(table_names)
     if description_ids is not None:
         config["description_ids"] = list(description_ids)
+    try:
+        ScanConfig(**config)  # out of bounds: refused here, rather than as a failed run
+    except pydantic.ValidationError as exc:
+        raise ValidationFailed(
+            "invalid scan options", exc.errors(include_url=False, include_context=False)
+        ) from None
     with scan_progress.listening(run_id, on_progress):
         result = execute(
             scan_table_descriptions,
