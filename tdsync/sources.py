@@ -379,7 +379,7 @@ class SourceWatch:
                 self._thread.daemon = True
                 self._thread.start()
 
-    def answered(self, dbapi_conn: Any | None = None) -> None:
+    def answered(self, dbapi_conn: Any) -> None:
         with self._lock:
             self._quiet_s = 0.0
             self._waiting.pop(id(dbapi_conn), None)
