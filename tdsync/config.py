@@ -19,6 +19,8 @@ class Settings:
     scan_lease_s: float
     # How long a refresh or scan waits for another run of its connection to finish.
     lease_wait_s: float = 300.0
+    # How long a scan waits while its source answers nothing before it gives up.
+    scan_stall_s: float = 30.0
 
     @property
     def embedded(self) -> bool:
@@ -28,6 +30,7 @@ class Settings:
     def from_env(cls) -> Settings:
         env = os.environ
         home = Path(env.get("TDSYNC_HOME") or ".tdsync").absolute()
+        source_timeout_s = float(env.get("TDSYNC_SOURCE_TIMEOUT_S") or 10)
         return cls(
             home=home,
             mongo_uri=env.get("TDSYNC_MONGO_URI") or None,
@@ -35,9 +38,12 @@ class Settings:
             encryption_key=env.get("TDSYNC_ENCRYPTION_KEY") or None,
             api_key=env.get("TDSYNC_API_KEY") or None,
             dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").absolute(),
-            source_timeout_s=float(env.get("TDSYNC_SOURCE_TIMEOUT_S") or 10),
+            source_timeout_s=source_timeout_s,
             scan_lease_s=float(env.get("TDSYNC_SCAN_LEASE_S") or 900),
             lease_wait_s=float(env.get("TDSYNC_LEASE_WAIT_S") or 300),
+            # Past the source's own bounds (statement timeout, then the client's cut-off at
+            # twice it), so only a source that answers nothing at all stops a scan.
+            scan_stall_s=float(env.get("TDSYNC_SCAN_STALL_S") or 3 * source_timeout_s),
         )
 
 

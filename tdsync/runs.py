@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pydantic
 from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.remote_representation.code_location import InProcessCodeLocation
@@ -37,9 +38,9 @@ from tdsync.defs.refresh_job import (
     TRIGGER_TAG,
     refresh_table_descriptions,
 )
-from tdsync.defs.scan_job import scan_table_descriptions
+from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
 from tdsync.deployment import deployment
-from tdsync.errors import TdsyncError, error_from_code
+from tdsync.errors import TdsyncError, ValidationFailed, error_from_code
 from tdsync.scan import progress as scan_progress
 from tdsync.scan.progress import ProgressCallback
 
@@ -274,6 +275,12 @@ def scan(
         config["table_names"] = list(table_names)
     if description_ids is not None:
         config["description_ids"] = list(description_ids)
+    try:
+        ScanConfig(**config)  # out of bounds: refused here, rather than as a failed run
+    except pydantic.ValidationError as exc:
+        raise ValidationFailed(
+            "invalid scan options", exc.errors(include_url=False, include_context=False)
+        ) from None
     with scan_progress.listening(run_id, on_progress):
         execute(
             scan_table_descriptions.name,

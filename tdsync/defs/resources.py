@@ -25,16 +25,21 @@ class CatalogueResource(dg.ConfigurableResource):
 
 
 class SourceDatabasesResource(dg.ConfigurableResource):
-    """Opens source databases with connect and statement timeouts."""
+    """Opens source databases with connect and statement timeouts; a scan gives up on a source
+    that answers nothing for `stall_s`."""
 
-    # None: TDSYNC_SOURCE_TIMEOUT_S as the run finds it (the code location is loaded once per
-    # process, runs come and go).
+    # None: TDSYNC_SOURCE_TIMEOUT_S / TDSYNC_SCAN_STALL_S as the run finds them (the code location
+    # is loaded once per process, runs come and go).
     timeout_s: float | None = None
+    stall_s: float | None = None
 
     def _timeout_s(self) -> float:
         return (
             self.timeout_s if self.timeout_s is not None else Settings.from_env().source_timeout_s
         )
+
+    def _stall_s(self) -> float:
+        return self.stall_s if self.stall_s is not None else Settings.from_env().scan_stall_s
 
     def list_live(self, *, connection_uri: str, schemas: list[str] | None) -> Listing:
         return list_live_tables(connection_uri, schemas, timeout_s=self._timeout_s())
@@ -43,7 +48,13 @@ class SourceDatabasesResource(dg.ConfigurableResource):
         self, *, connection_uri: str, targets: list[ScanTarget], options: ScanOptions
     ) -> Iterator[TableScan]:
         """Scan tables of one source database; results arrive as each table finishes."""
-        return scan_tables(connection_uri, targets, options=options, timeout_s=self._timeout_s())
+        return scan_tables(
+            connection_uri,
+            targets,
+            options=options,
+            timeout_s=self._timeout_s(),
+            stall_s=self._stall_s(),
+        )
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:

@@ -10,16 +10,16 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from tdsync import leases
 from tdsync.bulk import gc_paused
 from tdsync.config import Settings
-from tdsync.defs.leases import (
-    release_connection_lease,
-)
+from tdsync.defs.leases import release_connection_lease
 from tdsync.defs.refresh_job import TRIGGER_TAG, ConnectionRef, take_connection
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
 from tdsync.errors import TdsyncError
 from tdsync.models import utcnow
 from tdsync.scan import ScanOptions, ScanTarget
+from tdsync.scan.model import Concurrency, ExampleRows, MaxCategories, SampleRows
 from tdsync.scan.recorder import ScanRecorder
 from tdsync.store import CatalogueStore, lease_expiry
 
@@ -28,10 +28,11 @@ class ScanConfig(dg.Config):
     db_connection_id: str
     table_names: list[str] | None = None  # `table` or `schema.table`
     description_ids: list[str] | None = None
-    max_categories: int = 100
-    example_rows: int = 3
-    sample_rows: int = 10_000
-    concurrency: int = 4
+    # Bounded (tdsync.scan.model): a run asked for more fails at its first step, claiming nothing.
+    max_categories: MaxCategories = 100
+    example_rows: ExampleRows = 3
+    sample_rows: SampleRows = 10_000
+    concurrency: Concurrency = 4
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def start_scan(
         max_categories=config.max_categories,
         example_rows=config.example_rows,
         sample_rows=config.sample_rows,
-        concurrency=max(1, config.concurrency),
+        concurrency=config.concurrency,
     )
     return ScanBatch(conn, targets, options, expired)
 
@@ -146,7 +147,8 @@ def _fail_the_rest(
     message: str,
     reason: str | None,
 ) -> None:
-    """Keep what was scanned; every row the run still holds becomes FAILED with its error.
+    """Keep what was scanned; every row the run still holds becomes FAILED with its error, and
+    the connection is free for its next run at once.
 
     Best effort: with the store down, the rows' lease settles them later, and the run fails
     with its own error rather than this one's.
@@ -158,5 +160,6 @@ def _fail_the_rest(
             batch.connection.id, error_message=message, scan_run_id=context.run_id
         )
         context.log.error(f"{message}; {failed} unscanned description(s) marked FAILED")
+        leases.release(store, context.run_id, succeeded=False)
     except TdsyncError as exc:
         context.log.error(f"{message}; its rows could not be settled now: {exc.message}")

@@ -188,6 +188,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
         "DAGSTER_HOME": str(settings.dagster_home),
         "TDSYNC_SOURCE_TIMEOUT_S": str(settings.source_timeout_s),
         "TDSYNC_SCAN_LEASE_S": str(settings.scan_lease_s),
+        "TDSYNC_SCAN_STALL_S": str(settings.scan_stall_s),
     }
     env.update({k: v for k, v in values.items() if v is not None})
     return env

@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from tdsync.models import ColumnDescription, SchemaChange, Status, TableType
+
+# The bounds of a scan's options, wherever a scan is asked for (the scan job's run config, so the
+# Dagster UI's too). Past them a scan reads or stores far more than a catalogue needs: 100,000
+# example rows store the whole table in its description.
+MaxCategories = Annotated[
+    int, Field(ge=0, le=1_000, description="low-cardinality threshold (0: no categories)")
+]
+ExampleRows = Annotated[int, Field(ge=0, le=20, description="example rows kept per table")]
+SampleRows = Annotated[
+    int, Field(ge=1, le=1_000_000, description="rows read to find low-cardinality columns")
+]
+Concurrency = Annotated[int, Field(ge=1, le=16, description="connections per source database")]
 
 
 @dataclass(frozen=True)

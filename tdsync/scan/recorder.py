@@ -5,6 +5,10 @@ unsaved one), so a run killed half-way keeps what it finished. A background thre
 and renews the lease of the rows still held: store round trips overlap with the scan's own work,
 and go on while the scan waits on a slow table. Logging and progress callbacks stay on the
 caller's thread; a failed save is raised there.
+
+The lease is renewed only when a table finished since the last renewal: renewing proves that the
+scan works, not merely that its process lives, so a scan stuck for a whole lease loses its rows
+to the next refresh or scan (FAILED, "lease expired") however long its process hangs on.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class ScanRecorder:
         self._unsaved_failed = 0  # failures in _unsaved (counted, not summed at every result)
         self._oldest_unsaved = 0.0
         self._logged_at = self._renewed_at = self.started
+        self._done_at_renewal = 0
         self._lock = threading.Lock()  # the buffer and counters
         self._saving = threading.Lock()  # one store write at a time, in order
         self._stop = threading.Event()
@@ -134,8 +139,11 @@ class ScanRecorder:
                 if due:
                     self.save()
                 if now - self._renewed_at >= max(1.0, self.lease_s / 3):
-                    expiry = lease_expiry(utcnow(), self.lease_s)
-                    self.store.renew_scan_lease(self.connection_id, self.run_id, expiry)
+                    done = self.done
+                    if done > self._done_at_renewal:
+                        expiry = lease_expiry(utcnow(), self.lease_s)
+                        self.store.renew_scan_lease(self.connection_id, self.run_id, expiry)
+                        self._done_at_renewal = done
                     self._renewed_at = now
             except Exception as exc:  # the store is down: raised on the caller's thread
                 self._error = exc

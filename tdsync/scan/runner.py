@@ -3,7 +3,9 @@
 The calling thread reflects one chunk of a schema at a time (a few batch queries) while a small
 thread pool samples the tables already reflected, each worker on its own connection, so at most
 `concurrency` queries run against the source at once. Results come back as each table finishes;
-an error fails only its own table. Plain Python: the Dagster op, the CLI and the benchmark use it.
+an error fails only its own table. A source that stops answering altogether (no statement
+answered for `stall_s`) ends the scan with SourceStopped instead. Plain Python: the Dagster op,
+the CLI and the benchmark use it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from tdsync.credentials import scrub
+from tdsync.errors import TdsyncError
 from tdsync.scan.model import ScanOptions, ScanTarget, TableScan
 from tdsync.scan.reflect import ReflectedTable, TableNotFound, end_transaction, reflect_tables
 from tdsync.scan.sample import Sample, TableStats, catalogue_stats, sample_table
-from tdsync.sources import driver_message, once_more_if_disconnected, source_engine
+from tdsync.sources import (
+    driver_message,
+    once_more_if_disconnected,
+    source_engine,
+    source_watch,
+)
 
 SINGLE_CONNECTION_DIALECTS = {"duckdb"}  # one writer-capable connection per file and process
 
@@ -32,13 +40,18 @@ def scan_tables(
     *,
     options: ScanOptions | None = None,
     timeout_s: float = 10.0,
+    stall_s: float | None = None,
 ) -> Iterator[TableScan]:
     """One TableScan per target, in completion order. Raises InvalidDatabaseConnection only
-    when the source cannot be reached at all."""
+    when the source cannot be reached at all, SourceStopped when it stops answering for
+    `stall_s` (PostgreSQL; the other dialects' drivers bound every read themselves)."""
     options = options or ScanOptions()
     if not targets:
         return
     with source_engine(connection_uri, timeout_s=timeout_s) as engine:
+        watch = source_watch(engine)
+        if watch is not None:
+            watch.stall_s = stall_s
         connections = _ThreadConnections(engine)
         workers = 1 if engine.dialect.name in SINGLE_CONNECTION_DIALECTS else options.concurrency
         pool = ThreadPoolExecutor(max(1, workers - 1), thread_name_prefix="tdsync-scan")
@@ -71,6 +84,8 @@ def scan_tables(
                 yield from (f.result() for f in done)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                if watch is not None and watch.silent_for is not None:
+                    raise watch.stopped()  # what is left waited on a source that is gone
                 yield from (f.result() for f in done)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -139,6 +154,8 @@ def _stats(conn: Connection, schema: str | None, chunk: list[ScanTarget]) -> dic
 def _message(exc: BaseException, connection_uri: str) -> str:
     if isinstance(exc, TableNotFound):
         return str(exc)
+    if isinstance(exc, TdsyncError):  # worded already (SourceStopped)
+        return exc.message
     if isinstance(exc, sa.exc.DBAPIError):
         return f"cannot read the table: {driver_message(exc, connection_uri)}"
     first = (str(exc).strip().splitlines() or [""])[0]

@@ -7,6 +7,8 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError, DocumentTooLarge, WriteError
 
 from tdsync.errors import TableDescriptionNotFound, ValidationFailed
 from tdsync.models import SchemaChange, Status, TableDescription, TableType, as_utc, utcnow
@@ -21,6 +23,12 @@ from tdsync.store.base import (
     storage_errors,
 )
 from tdsync.store.descriptions import _described
+
+# MongoDB's (and SecantusDB's) codes for a document that would grow past 16 MiB.
+TOO_LARGE_CODES = {10334, 17419, 17420}
+# Short on purpose: writing it must not grow a document that is already at the limit.
+TOO_LARGE_TO_SCAN = "too large to store: the description would exceed 16 MiB"
+TOO_LARGE_TO_CLAIM = "too large to scan: the description is close to 16 MiB"
 
 
 class ScansMixin(StoreBase):
@@ -174,10 +182,10 @@ class ScansMixin(StoreBase):
         ]
         with storage_errors():
             if ids is None:
-                self.descriptions.update_many(scannable, claim)
+                _claim(self.descriptions, scannable, claim)
             else:
                 for chunk in _chunked([ObjectId(i) for i in dict.fromkeys(ids)]):
-                    self.descriptions.update_many({**scannable, "_id": {"$in": chunk}}, claim)
+                    _claim(self.descriptions, {**scannable, "_id": {"$in": chunk}}, claim)
 
     def renew_scan_lease(self, connection_id: str, run_id: str, lease_expires_at: datetime) -> int:
         """Push back the lease of the rows a live scan run still holds."""
@@ -238,12 +246,19 @@ class ScansMixin(StoreBase):
                 unread = set()
                 if not ops:
                     break
-                written = self.descriptions.bulk_write(ops, ordered=False).modified_count
+                written, too_large = _write_settling(self.descriptions, ops)
+                oversized = {ObjectId(outcomes[i][0].target.id) for i in too_large}
+                for oid in oversized:  # that row alone fails; the chunk's others are written
+                    _fail(self.descriptions, {"_id": oid, **held}, TOO_LARGE_TO_SCAN)
                 retry, lost = set(), set()
-                if written < len(ops):
-                    retry, lost = self._unsettled(run_id, [scan for scan, _ in outcomes], now)
+                if written + len(too_large) < len(ops):
+                    others = [s for s, _ in outcomes if ObjectId(s.target.id) not in oversized]
+                    retry, lost = self._unsettled(run_id, others, now)
             skipped = retry | lost
             for scan, drift in outcomes:
+                if ObjectId(scan.target.id) in oversized:
+                    saved.failed += 1
+                    continue
                 if ObjectId(scan.target.id) in skipped:
                     continue
                 if scan.ok:
@@ -306,6 +321,67 @@ class ScansMixin(StoreBase):
                 },
             )
         return result.modified_count
+
+
+def _write_settling(descriptions: Collection, ops: list[UpdateOne]) -> tuple[int, list[int]]:
+    """Write a chunk's settling updates, unordered; returns how many rows changed and the
+    positions of the updates refused because their row would outgrow a document."""
+    try:
+        return descriptions.bulk_write(ops, ordered=False).modified_count, []
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        too_large = [e["index"] for e in errors if e.get("code") in TOO_LARGE_CODES]
+        if len(too_large) < len(errors):
+            raise
+        return exc.details.get("nModified", 0), too_large
+    except DocumentTooLarge:
+        # One update is too large to send at all: write them one by one to know which.
+        written, too_large = 0, []
+        for i, op in enumerate(ops):
+            try:
+                written += descriptions.bulk_write([op]).modified_count
+            except DocumentTooLarge:
+                too_large.append(i)
+            except BulkWriteError as exc:
+                codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
+                if not codes <= TOO_LARGE_CODES:
+                    raise
+                too_large.append(i)
+        return written, too_large
+
+
+def _claim(descriptions: Collection, query: dict[str, Any], claim: dict[str, Any]) -> None:
+    """Mark the rows `query` matches SYNCHRONIZING; a row too large to take the scan's fields
+    becomes FAILED instead of stopping the claim half-way (the rows after it unclaimed, those
+    before it SYNCHRONIZING under a run that never starts)."""
+    try:
+        descriptions.update_many(query, claim)
+        return
+    except WriteError as exc:
+        if exc.code not in TOO_LARGE_CODES:
+            raise
+    for doc in descriptions.find(query, {"_id": 1}):
+        try:
+            descriptions.update_one({**query, "_id": doc["_id"]}, claim)
+        except WriteError as exc:
+            if exc.code not in TOO_LARGE_CODES:
+                raise
+            _fail(descriptions, {"_id": doc["_id"]}, TOO_LARGE_TO_CLAIM)
+
+
+def _fail(descriptions: Collection, query: dict[str, Any], reason: str) -> None:
+    """Mark a row too large for its update FAILED, saying why if even that fits."""
+    done = {"scan_lease_expires_at": "", "scan_run_id": ""}
+    try:
+        descriptions.update_one(
+            query,
+            {"$set": {"status": Status.FAILED.value, "error_message": reason}, "$unset": done},
+        )
+    except WriteError as exc:
+        if exc.code not in TOO_LARGE_CODES:
+            raise
+        # This write only shrinks the document.
+        descriptions.update_one(query, {"$set": {"status": Status.FAILED.value}, "$unset": done})
 
 
 def _settling_update(
