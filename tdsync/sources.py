@@ -94,7 +94,9 @@ def create_source_engine(connection_uri: str, *, timeout_s: float = 10.0) -> Eng
         if backend in ("mysql", "mariadb"):
             sa.event.listen(engine, "connect", _mysql_read_only)
         if backend in SERVER_DIALECTS:
-            sa.event.listen(engine, "do_connect", _connect_in_own_words(url))
+            # The dialect's own connect, wrapped: every do_connect listener (the SourceWatch's
+            # too) goes through it.
+            engine.dialect.connect = _connect_in_own_words(url, engine.dialect)
         return engine
     except Exception as exc:
         raise InvalidDatabaseConnection(
@@ -171,22 +173,23 @@ _NOT_THE_PROTOCOL = (
 )
 
 
-def _connect_in_own_words(url: sa.URL):
+def _connect_in_own_words(url: sa.URL, dialect: sa.Dialect):
     port = url.port or {"postgresql": 5432}.get(url.get_backend_name(), 3306)
     message = (
         f"the server at {url.host}:{port} did not answer as "
         f"{SERVER_DIALECTS[url.get_backend_name()]}"
     )
+    connect = dialect.connect
 
-    def do_connect(dialect, conn_rec, cargs, cparams):
+    def in_own_words(*cargs, **cparams):
         try:
-            return dialect.connect(*cargs, **cparams)
+            return connect(*cargs, **cparams)
         except Exception as exc:
             if _not_the_protocol(exc, dialect.loaded_dbapi):
                 raise dialect.loaded_dbapi.OperationalError(message) from None
             raise
 
-    return do_connect
+    return in_own_words
 
 
 def _not_the_protocol(exc: Exception, dbapi: Any) -> bool:

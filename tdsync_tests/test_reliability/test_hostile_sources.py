@@ -295,7 +295,14 @@ MYSQL_SHAPED = b"\x30\x00\x00\x00\x0aSSH-2.0-secret-banner\x00\x01\x00\x00\x00ab
 @pytest.mark.parametrize(
     ("template", "banner", "dialect"),
     [
-        ("postgresql://u:pw@127.0.0.1:{port}/db", b"SSH-2.0-secret-banner\r\n", "PostgreSQL"),
+        # sslmode=disable: with SSL allowed, libpq takes the banner's first byte `S` for "SSL
+        # accepted" and fails the handshake in whichever way the rest of the bytes' timing gives
+        # (see the test below); without it, the answer is always a protocol mismatch.
+        (
+            "postgresql://u:pw@127.0.0.1:{port}/db?sslmode=disable",
+            b"SSH-2.0-secret-banner\r\n",
+            "PostgreSQL",
+        ),
         (
             "postgresql://u:pw@127.0.0.1:{port}/db?sslmode=disable",
             b"HTTP/1.1 400 secret-banner\r\n",
@@ -341,3 +348,14 @@ def test_mariadb_user_passwords_are_masked_in_examples_of_the_mysql_schema(canar
     assert {row["Password"] for row in user} <= {"*****"}
     assert {row["Priv"] for row in priv} == {"*****"}
     assert f"*{digest}" not in json.dumps([r.examples for r in results.values()])
+
+
+def test_a_banner_taken_for_an_ssl_answer_never_reaches_the_error(tdsync_env, banner_port, capsys):
+    port = banner_port(b"SSH-2.0-secret-banner\r\n")
+
+    code = main(["connections", "add", unique("banner"), f"postgresql://u:pw@127.0.0.1:{port}/db"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "invalid_database_connection" in err
+    assert "secret-banner" not in err and "SSH-2.0" not in err
