@@ -15,11 +15,14 @@ from tdsync.api.body_limit import BodyLimitMiddleware
 from tdsync.api.deps import ApiState
 from tdsync.api.errors import CatchAllMiddleware, error_responses, install_error_handlers
 from tdsync.api.json_body import StrictJsonMiddleware
-from tdsync.api.routes import connections, descriptions, health, scan
+from tdsync.api.routes import connections, descriptions, health, heartbeat, scan
 from tdsync.config import Settings
 from tdsync.errors import TdsyncError
 
 log = logging.getLogger("tdsync.api")
+
+ENGINE_PREFIX = "/api/v1"  # the Dataherald engine's paths
+SERVICE_PREFIX = "/api"  # the Dataherald service's (and its SDK's)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,9 +50,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Security(bearer_scheme)] if settings.api_key else [],
         responses=error_responses(*((401,) if settings.api_key else ()), 413, 422, 503),
     )
-    for module in (connections, descriptions, scan):
+    for module in (connections, descriptions, scan, heartbeat):
         api.include_router(module.router)
-    app.include_router(api)
+    app.include_router(api, prefix=ENGINE_PREFIX)
+    # The Dataherald service's paths, as the official `dataherald` SDK calls them: the same
+    # handlers, left out of OpenAPI so that the document (and generated clients) list each once.
+    app.include_router(api, prefix=SERVICE_PREFIX, include_in_schema=False)
+    app.include_router(heartbeat.router, include_in_schema=False)  # the SDK's `/heartbeat`
     app.include_router(health.router)
 
     # Added first, run last: the key is checked before a body is read, its size before it is parsed.
