@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -246,3 +247,14 @@ def test_a_registration_that_cannot_list_stores_nothing(
 
     assert response.status_code == 400
     assert api_store.connections.find_one({"alias": alias}) is None
+
+
+def test_docs_page_loads_every_asset_from_the_api_itself(http: httpx.Client):
+    page = http.get("/docs")
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+
+    assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text
+    assert assets and all(a.startswith("/") for a in assets), assets  # no CDN
+    for asset in assets:
+        response = http.get(asset)
+        assert response.status_code == 200 and response.content, asset
