@@ -49,6 +49,7 @@ def tunnel(connection_uri: str, ssh: dict[str, Any], *, timeout_s: float) -> Ite
         # sshtunnel's own timeouts: connecting and the SSH handshake never hang a request.
         sshtunnel.SSH_TIMEOUT = timeout_s
         forwarder.start()
+        local_port = forwarder.local_bind_port  # raises when the session was refused
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
         for secret in secrets:
@@ -58,7 +59,7 @@ def tunnel(connection_uri: str, ssh: dict[str, Any], *, timeout_s: float) -> Ite
             {"reason": scrub(text, connection_uri)[:300]},
         ) from None
     try:
-        local = url.set(host="127.0.0.1", port=forwarder.local_bind_port)
+        local = url.set(host="127.0.0.1", port=local_port)
         yield local.render_as_string(hide_password=False)
     finally:
         forwarder.stop(force=True)
