@@ -158,13 +158,13 @@ def _scan(args: argparse.Namespace) -> None:
 def _connections_add(args: argparse.Namespace) -> None:
     from tdsync.config import Settings
     from tdsync.cron import validate_refresh_schedule
-    from tdsync.sources import check_connection
+    from tdsync.registration import register_connection
 
     validate_refresh_schedule(args.refresh_schedule)  # before connecting, which can take seconds
-    check_connection(
-        args.connection_uri, args.schemas, timeout_s=Settings.from_env().source_timeout_s
-    )
-    conn = _store().add_connection(
+    conn = register_connection(
+        _store(),
+        trigger="cli",
+        timeout_s=Settings.from_env().source_timeout_s,
         alias=args.alias,
         connection_uri=args.connection_uri,
         schemas=args.schemas,

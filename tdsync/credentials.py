@@ -188,6 +188,43 @@ def mask_uri(connection_uri: str) -> str:
     return rendered.replace(quote(MASK, safe=""), MASK)
 
 
+def keep_stored_password(connection_uri: str, stored_uri: str) -> str:
+    """The URI to store when a client sends one back: a masked password (in the user info or as a
+    query option) means "the stored one", as every API response shows it masked.
+
+    Only for the same user at the same host: the stored password never goes to another server or
+    account (InvalidDatabaseConnection). A URI without a mask is returned as it is."""
+    url = parse_uri(connection_uri)
+    masked_options = [
+        k for k, v in url.query.items() if v == MASK and k.lower() in _PASSWORD_PARAMS
+    ]
+    if url.password != MASK and not masked_options:
+        return connection_uri
+    stored = make_url(stored_uri)
+    moved = [
+        part
+        for part, new, old in (
+            ("user", url.username, stored.username),
+            ("host", url.host, stored.host),
+            ("port", url.port, stored.port),
+            ("dialect", url.get_backend_name(), stored.get_backend_name()),
+        )
+        if new != old
+    ]
+    if moved:
+        raise InvalidDatabaseConnection(
+            f"connection_uri has a masked password ({MASK}) but another {', '.join(moved)}: "
+            "give the password in full",
+            {"changed": moved},
+        )
+    if url.password == MASK:
+        url = url.set(password=stored.password)
+    if masked_options:
+        url = url.update_query_dict({k: stored.query.get(k) for k in masked_options})
+        url = url.difference_update_query([k for k in masked_options if k not in stored.query])
+    return url.render_as_string(hide_password=False)
+
+
 def secrets_in(connection_uri: str) -> list[str]:
     """Every spelling of the URI's password that could leak into a message."""
     try:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from bson import ObjectId
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 
 def utcnow() -> datetime:
@@ -21,6 +21,11 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
+
+
+# `2024-01-31T12:00:00.123000+00:00`, as the Dataherald engine writes them: pydantic's default `Z`
+# suffix is refused by `datetime.fromisoformat` before Python 3.11, which its clients run on.
+Datetime = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), when_used="json")]
 
 
 class Status(StrEnum):
@@ -56,7 +61,7 @@ class ColumnDescription(BaseModel):
 class SchemaChange(BaseModel):
     """One entry of a description's drift history: what a refresh or scan saw change."""
 
-    detected_at: datetime
+    detected_at: Datetime
     added: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
     type_changed: list[str] = Field(default_factory=list)
@@ -76,9 +81,9 @@ class TableDescription(BaseModel):
     error_message: str | None = None
     columns: list[ColumnDescription] = Field(default_factory=list)
     examples: list[dict[str, Any]] = Field(default_factory=list)
-    last_schema_sync: datetime | None = None
-    last_refreshed_at: datetime | None = None
-    created_at: datetime | None = None
+    last_schema_sync: Datetime | None = None
+    last_refreshed_at: Datetime | None = None
+    created_at: Datetime | None = None
     metadata: dict[str, Any] | None = None
     schema_changes: list[SchemaChange] = Field(default_factory=list)
 
@@ -91,8 +96,20 @@ class TableDescription(BaseModel):
         return cls.model_validate(data)
 
 
+class SshSettings(BaseModel):
+    """How the source is reached through SSH; its secrets always come out as the mask."""
+
+    host: str
+    port: int = 22
+    username: str
+    password: str | None = None
+    private_key: str | None = None
+    private_key_password: str | None = None
+
+
 class DatabaseConnection(BaseModel):
-    """A registered source database. `connection_uri` here is always the masked form."""
+    """A registered source database. `connection_uri` here is always the masked form, and so are
+    the SSH secrets and `llm_api_key`."""
 
     id: str
     alias: str
@@ -101,17 +118,30 @@ class DatabaseConnection(BaseModel):
     schemas: list[str] | None = None
     refresh_schedule: str | None = None
     metadata: dict[str, Any] | None = None
-    created_at: datetime | None = None
-    last_refreshed_at: datetime | None = None
+    use_ssh: bool = False
+    ssh_settings: SshSettings | None = None
+    llm_api_key: str | None = None
+    created_at: Datetime | None = None
+    last_refreshed_at: Datetime | None = None
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], masked_uri: str) -> DatabaseConnection:
         data = {k: v for k, v in doc.items() if k in cls.model_fields}
         data["id"] = str(doc["_id"])
         data["connection_uri"] = masked_uri
+        data["use_ssh"] = bool(doc.get("use_ssh"))
+        data["llm_api_key"] = MASK if doc.get("llm_api_key") else None
+        if doc.get("ssh_settings"):
+            data["ssh_settings"] = {
+                k: MASK if k in _SSH_SECRETS and v else v for k, v in doc["ssh_settings"].items()
+            }
         data["created_at"] = as_utc(doc.get("created_at"))
         data["last_refreshed_at"] = as_utc(doc.get("last_refreshed_at"))
         return cls.model_validate(data)
+
+
+MASK = "*****"  # tdsync.credentials.MASK; repeated here, models import nothing of tdsync
+_SSH_SECRETS = ("password", "private_key", "private_key_password")
 
 
 def new_description_doc(

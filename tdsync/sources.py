@@ -204,8 +204,20 @@ def _not_the_protocol(exc: Exception, dbapi: Any) -> bool:
 
 
 @contextmanager
-def source_engine(connection_uri: str, *, timeout_s: float = 10.0) -> Iterator[Engine]:
-    """An engine whose driver errors come out as InvalidDatabaseConnection, password removed."""
+def source_engine(
+    connection_uri: str, *, timeout_s: float = 10.0, ssh: dict[str, Any] | None = None
+) -> Iterator[Engine]:
+    """An engine whose driver errors come out as InvalidDatabaseConnection, password removed;
+    through an SSH tunnel when `ssh` settings are given."""
+    if ssh is not None:
+        from tdsync.ssh import tunnel  # paramiko loads only for connections that use SSH
+
+        with (
+            tunnel(connection_uri, ssh, timeout_s=timeout_s) as tunnelled,
+            source_engine(tunnelled, timeout_s=timeout_s) as engine,
+        ):
+            yield engine
+        return
     engine = create_source_engine(connection_uri, timeout_s=timeout_s)
     try:
         yield engine
@@ -244,10 +256,14 @@ def once_more_if_disconnected(read: Callable[[], T]) -> T:
 
 
 def list_live_tables(
-    connection_uri: str, schemas: list[str] | None, *, timeout_s: float = 10.0
+    connection_uri: str,
+    schemas: list[str] | None,
+    *,
+    timeout_s: float = 10.0,
+    ssh: dict[str, Any] | None = None,
 ) -> Listing:
     """Names and kinds of every table, view and materialized view, per schema; no data is read."""
-    with source_engine(connection_uri, timeout_s=timeout_s) as engine:
+    with source_engine(connection_uri, timeout_s=timeout_s, ssh=ssh) as engine:
         return once_more_if_disconnected(lambda: _list_live_tables(engine, schemas))
 
 
@@ -329,7 +345,11 @@ def _list_postgresql(
 
 
 def check_connection(
-    connection_uri: str, schemas: list[str] | None = None, *, timeout_s: float = 10.0
+    connection_uri: str,
+    schemas: list[str] | None = None,
+    *,
+    timeout_s: float = 10.0,
+    ssh: dict[str, Any] | None = None,
 ) -> None:
     """Connect once and look for the listed schemas: a bad URI, host, password, file or schema
     fails here, when the connection is registered, rather than at its first refresh. Reads no data."""
@@ -344,7 +364,7 @@ def check_connection(
             raise InvalidDatabaseConnection(
                 "the database file does not exist", {"path": url.database}
             )
-    with source_engine(connection_uri, timeout_s=timeout_s) as engine:
+    with source_engine(connection_uri, timeout_s=timeout_s, ssh=ssh) as engine:
         try:
             with engine.connect() as conn:
                 existing = sa.inspect(conn).get_schema_names()

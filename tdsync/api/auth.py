@@ -1,4 +1,5 @@
-"""The TDSYNC_API_KEY rule: when a key is set, every request but /health needs `Bearer <key>`.
+"""The TDSYNC_API_KEY rule: when a key is set, every request but /health needs `Bearer <key>`
+or, as the Dataherald SDK sends it, `X-API-Key: <key>`.
 
 Enforced as ASGI middleware so that it runs before anything else looks at the request (an
 unauthenticated client learns nothing, not even whether its body was valid).
@@ -30,6 +31,16 @@ def bearer_matches(authorization: str | None, api_key: str) -> bool:
     return hmac.compare_digest(token.strip().encode(), api_key.encode())
 
 
+def key_matches(headers: Headers, api_key: str) -> bool:
+    """`Authorization: Bearer <key>` or `X-API-Key: <key>` (the Dataherald SDK's header)."""
+    if bearer_matches(headers.get("authorization"), api_key):
+        return True
+    x_api_key = headers.get("x-api-key")
+    return x_api_key is not None and hmac.compare_digest(
+        x_api_key.strip().encode(), api_key.encode()
+    )
+
+
 class ApiKeyMiddleware:
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app = app
@@ -39,9 +50,11 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        if bearer_matches(Headers(scope=scope).get("authorization"), self.api_key):
+        if key_matches(Headers(scope=scope), self.api_key):
             await self.app(scope, receive, send)
             return
-        error = Unauthorized("a valid `Authorization: Bearer <TDSYNC_API_KEY>` header is required")
+        error = Unauthorized(
+            "a valid `Authorization: Bearer <TDSYNC_API_KEY>` or `X-API-Key` header is required"
+        )
         response = error_json(error, headers={"WWW-Authenticate": "Bearer"})
         await response(scope, receive, send)

@@ -1,7 +1,8 @@
 """Request bodies of the API. Responses are the catalogue's own models (tdsync.models).
 
-Unknown fields are ignored, as Dataherald's clients send fields tdsync has no use for
-(`use_ssh`, `llm_api_key`...). In PUT bodies a field that is left out is left unchanged.
+Every field of the Dataherald engine's and service's request models is honoured or refused here
+with a 422 naming it (README, "Dataherald compatibility"); other unknown fields are ignored. In a
+table description's PUT, as in the engine, a field left out or null is left unchanged.
 """
 
 from __future__ import annotations
@@ -105,7 +106,51 @@ def _not_null(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
-class ConnectionCreate(BaseModel):
+def _refused(value: Any, info: ValidationInfo) -> Any:
+    # Dataherald fields tdsync has no way to honour: said, rather than dropped with a 200.
+    if value is not None:
+        raise ValueError(
+            f"{info.field_name} is not supported by tdsync: {_REFUSED[info.field_name]}"
+        )
+    return value
+
+
+_REFUSED = {
+    "file_storage": "tdsync stores no files (give an SSH private key in ssh_settings.private_key)",
+    "path_to_credentials_file": "tdsync reads no file of its own host (give an SSH private key "
+    "in ssh_settings.private_key)",
+    "bigquery_credential_file_content": "BigQuery is not a supported dialect",
+    "sqlite_file_path": "give a SQLite file as connection_uri `sqlite:///path`",
+}
+Refused = Annotated[Any, Field(description="refused unless null")] | SkipJsonSchema[None]
+
+
+class SshSettings(BaseModel):
+    """How to reach the source through an SSH server (the engine's `ssh_settings`)."""
+
+    host: Annotated[str, Field(min_length=1, max_length=255)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    username: Annotated[str, Field(min_length=1, max_length=255)]
+    password: Annotated[str, Field(max_length=4000)] | None = None
+    private_key: Annotated[str, Field(max_length=20_000, description="PEM text")] | None = None
+    private_key_password: Annotated[str, Field(max_length=4000)] | None = None
+
+
+class _ConnectionFields(BaseModel):
+    use_ssh: bool | None = None
+    ssh_settings: SshSettings | None = None
+    llm_api_key: Annotated[str, Field(max_length=4000)] | None = Field(
+        default=None, description="stored encrypted, returned masked; tdsync itself never uses it"
+    )
+    file_storage: Refused = None
+    path_to_credentials_file: Refused = None
+    bigquery_credential_file_content: Refused = None
+    sqlite_file_path: Refused = None
+
+    _check_refused = field_validator(*_REFUSED)(_refused)
+
+
+class ConnectionCreate(_ConnectionFields):
     alias: Alias
     connection_uri: ConnectionUri
     schemas: list[SchemaName] | None = Field(
@@ -116,8 +161,11 @@ class ConnectionCreate(BaseModel):
 
     _check_cron = field_validator("refresh_schedule")(_cron)
 
+    def fields(self) -> dict[str, Any]:
+        return self.model_dump(exclude=set(_REFUSED), exclude_none=True)
 
-class ConnectionUpdate(BaseModel):
+
+class ConnectionUpdate(_ConnectionFields):
     alias: Alias | SkipJsonSchema[None] = None
     connection_uri: ConnectionUri | SkipJsonSchema[None] = None
     schemas: list[SchemaName] | None = None
@@ -128,30 +176,54 @@ class ConnectionUpdate(BaseModel):
     _check_set = field_validator("alias", "connection_uri")(_not_null)
 
     def changes(self) -> dict[str, Any]:
-        return self.model_dump(exclude_unset=True)
+        return self.model_dump(exclude_unset=True, exclude=set(_REFUSED))
 
 
 Text = Annotated[str, Field(max_length=TEXT_MAX_CHARS)]
 Category = Annotated[str, Field(max_length=CATEGORY_MAX_CHARS)]
 
 
+class ForeignKeyUpdate(BaseModel):
+    field_name: Annotated[str, Field(min_length=1)]
+    reference_table: Annotated[str, Field(min_length=1)]
+
+
 class ColumnUpdate(BaseModel):
+    """A column's people's fields; null or absent: unchanged. `categories: []` clears them (and
+    `low_cardinality`). The structural fields a scan reads from the database may be sent back as
+    they are; a different value is refused (tdsync.store.descriptions.STRUCTURAL_FIELDS)."""
+
     name: Annotated[str, Field(min_length=1)]
     description: Text | None = None
     categories: Annotated[list[Category], Field(max_length=CATEGORIES_MAX)] | None = None
+    low_cardinality: bool | None = None
+    data_type: str | None = None
+    is_primary_key: bool | None = None
+    nullable: bool | None = None
+    foreign_key: ForeignKeyUpdate | None = None
 
     def changes(self) -> dict[str, Any]:
-        return self.model_dump(exclude_unset=True, exclude={"name"})
+        changes = self.model_dump(exclude_none=True, exclude={"name"})
+        if "categories" in changes and "low_cardinality" not in changes:
+            # Categories are what makes a column low-cardinality, in the engine as here.
+            changes["low_cardinality"] = bool(changes["categories"])
+        return changes
+
+
+Examples = Annotated[
+    list[dict[str, Any]],
+    AfterValidator(lambda rows: _storable(rows, "examples")),
+    Field(description="sample rows; a later scan replaces them with rows it reads"),
+]
 
 
 class DescriptionUpdate(BaseModel):
-    """People's fields only: what refresh and scan never overwrite."""
+    """People's fields (what refresh and scan never overwrite) and example rows."""
 
     description: Text | None = None
-    columns: list[ColumnUpdate] | SkipJsonSchema[None] = None
+    columns: list[ColumnUpdate] | None = None
+    examples: Examples | None = None
     metadata: Metadata | None = None
-
-    _check_set = field_validator("columns")(_not_null)
 
     @field_validator("columns")
     @classmethod
@@ -163,7 +235,7 @@ class DescriptionUpdate(BaseModel):
         return columns
 
     def fields(self) -> dict[str, Any]:
-        return self.model_dump(exclude_unset=True, include={"description", "metadata"})
+        return self.model_dump(exclude_none=True, include={"description", "examples", "metadata"})
 
     def column_changes(self) -> dict[str, dict[str, Any]]:
         return {c.name: c.changes() for c in self.columns or []}

@@ -66,8 +66,12 @@ def list_live_tables(
     sources: SourceDatabasesResource,
 ) -> Listing:
     with failures_as_dagster(), gc_paused():
-        uri = catalogue.get_store().connection_uri(connection.id)
-        listing = sources.list_live(connection_uri=uri, schemas=connection.schemas)
+        store = catalogue.get_store()
+        listing = sources.list_live(
+            connection_uri=store.connection_uri(connection.id),
+            schemas=connection.schemas,
+            ssh=store.ssh_settings(connection.id),
+        )
     counts = {schema: len(tables or []) for schema, tables in listing.schemas.items()}
     context.log.info(f"live tables and views per schema: {counts}")
     return listing

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 
@@ -41,11 +42,18 @@ class SourceDatabasesResource(dg.ConfigurableResource):
     def _stall_s(self) -> float:
         return self.stall_s if self.stall_s is not None else Settings.from_env().scan_stall_s
 
-    def list_live(self, *, connection_uri: str, schemas: list[str] | None) -> Listing:
-        return list_live_tables(connection_uri, schemas, timeout_s=self._timeout_s())
+    def list_live(
+        self, *, connection_uri: str, schemas: list[str] | None, ssh: dict[str, Any] | None = None
+    ) -> Listing:
+        return list_live_tables(connection_uri, schemas, timeout_s=self._timeout_s(), ssh=ssh)
 
     def scan(
-        self, *, connection_uri: str, targets: list[ScanTarget], options: ScanOptions
+        self,
+        *,
+        connection_uri: str,
+        targets: list[ScanTarget],
+        options: ScanOptions,
+        ssh: dict[str, Any] | None = None,
     ) -> Iterator[TableScan]:
         """Scan tables of one source database; results arrive as each table finishes."""
         return scan_tables(
@@ -54,6 +62,7 @@ class SourceDatabasesResource(dg.ConfigurableResource):
             options=options,
             timeout_s=self._timeout_s(),
             stall_s=self._stall_s(),
+            ssh=ssh,
         )
 
 

@@ -101,9 +101,11 @@ def scan_tables(
         # the pause the collector's full passes over Dagster's heap took 4-5 s of a 10,000-table
         # metadata scan. It runs as usual once the scan is over.
         with recorder, gc_paused():
-            uri = store.connection_uri(batch.connection.id)
             for result in sources.scan(
-                connection_uri=uri, targets=batch.targets, options=batch.options
+                connection_uri=store.connection_uri(batch.connection.id),
+                targets=batch.targets,
+                options=batch.options,
+                ssh=store.ssh_settings(batch.connection.id),
             ):
                 recorder.add(result)
             recorder.save()

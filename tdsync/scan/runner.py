@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from itertools import groupby
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -41,6 +42,7 @@ def scan_tables(
     options: ScanOptions | None = None,
     timeout_s: float = 10.0,
     stall_s: float | None = None,
+    ssh: dict[str, Any] | None = None,
 ) -> Iterator[TableScan]:
     """One TableScan per target, in completion order. Raises InvalidDatabaseConnection only
     when the source cannot be reached at all, SourceStopped when it stops answering for
@@ -48,7 +50,7 @@ def scan_tables(
     options = options or ScanOptions()
     if not targets:
         return
-    with source_engine(connection_uri, timeout_s=timeout_s) as engine:
+    with source_engine(connection_uri, timeout_s=timeout_s, ssh=ssh) as engine:
         watch = source_watch(engine)
         if watch is not None:
             watch.stall_s = stall_s

@@ -9,7 +9,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from tdsync.credentials import dialect_of, mask_uri
+from tdsync.credentials import MASK, dialect_of, keep_stored_password, mask_uri
 from tdsync.cron import validate_refresh_schedule
 from tdsync.errors import ConnectionNotFound, DuplicateAlias, ValidationFailed
 from tdsync.limits import normalise_alias
@@ -28,6 +28,9 @@ class ConnectionsMixin(StoreBase):
         schemas: list[str] | None = None,
         refresh_schedule: str | None = None,
         metadata: dict[str, Any] | None = None,
+        use_ssh: bool | None = None,
+        ssh_settings: dict[str, Any] | None = None,
+        llm_api_key: str | None = None,
     ) -> DatabaseConnection:
         refresh_schedule = validate_refresh_schedule(refresh_schedule)
         alias = _alias(alias)
@@ -41,7 +44,11 @@ class ConnectionsMixin(StoreBase):
             "metadata": metadata,
             "created_at": utcnow(),
             "last_refreshed_at": None,
+            "use_ssh": bool(use_ssh),
+            "ssh_settings": self._sealed_ssh(ssh_settings, None),
+            "llm_api_key": self._sealed(llm_api_key, None),
         }
+        _check_ssh(doc)
         with storage_errors():
             try:
                 self._people_connections.insert_one(doc)
@@ -56,8 +63,15 @@ class ConnectionsMixin(StoreBase):
         update: dict[str, Any] = {}
         for key, value in changes.items():
             if key == "connection_uri":
+                value = self.unmasked_uri(current, value)
                 update["dialect"] = dialect_of(value)
                 update["connection_uri"] = self.cipher.encrypt(value)
+            elif key == "ssh_settings":
+                update[key] = self._sealed_ssh(value, current.get(key))
+            elif key == "llm_api_key":
+                update[key] = self._sealed(value, current.get(key))
+            elif key == "use_ssh":
+                update[key] = bool(value)
             elif key == "schemas":
                 update["schemas"] = value or None
             elif key == "refresh_schedule":
@@ -68,6 +82,7 @@ class ConnectionsMixin(StoreBase):
                 update[key] = value
         if not update:
             return self._connection(current)
+        _check_ssh({**current, **update})
         with storage_errors():
             try:
                 doc = self._people_connections.find_one_and_update(
@@ -93,6 +108,45 @@ class ConnectionsMixin(StoreBase):
     def connection_uri(self, connection_id: str) -> str:
         """The decrypted URI: for opening an engine, never for display."""
         return self.cipher.decrypt(self._connection_doc(connection_id)["connection_uri"])
+
+    def unmasked_uri(self, connection: str | dict[str, Any], connection_uri: str) -> str:
+        """A URI sent back with its password masked, given the stored password (one rule for the
+        API and every CLI command that changes a URI; see credentials.keep_stored_password)."""
+        doc = connection if isinstance(connection, dict) else self._connection_doc(connection)
+        return keep_stored_password(connection_uri, self.cipher.decrypt(doc["connection_uri"]))
+
+    def ssh_settings(
+        self, connection_id: str, changes: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """The decrypted SSH settings when the connection goes through SSH (after `changes`, an
+        update not yet stored, when given): for opening a tunnel, never for display."""
+        doc = self._connection_doc(connection_id)
+        changes = changes or {}
+        sealed = doc.get("ssh_settings")
+        if "ssh_settings" in changes:
+            sealed = self._sealed_ssh(changes["ssh_settings"], sealed)
+        if not changes.get("use_ssh", doc.get("use_ssh")) or not sealed:
+            return None
+        return {
+            k: self.cipher.decrypt(v) if k in SSH_SECRETS and v is not None else v
+            for k, v in sealed.items()
+        }
+
+    def _sealed(self, value: str | None, stored: str | None) -> str | None:
+        """A secret to store: encrypted; the mask sent back keeps the stored one."""
+        if value == MASK:
+            return stored
+        return None if value is None else self.cipher.encrypt(value)
+
+    def _sealed_ssh(
+        self, settings: dict[str, Any] | None, stored: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        if settings is None:
+            return None
+        return {
+            k: self._sealed(v, (stored or {}).get(k)) if k in SSH_SECRETS else v
+            for k, v in settings.items()
+        }
 
     def delete_connection(self, connection_id: str) -> None:
         """Delete a connection and its descriptions, whatever refreshes it at the same moment.
@@ -149,6 +203,22 @@ class ConnectionsMixin(StoreBase):
     def _connection(self, doc: dict[str, Any]) -> DatabaseConnection:
         return DatabaseConnection.from_doc(
             doc, mask_uri(self.cipher.decrypt(doc["connection_uri"]))
+        )
+
+
+# The ssh_settings fields stored encrypted and shown as the mask.
+SSH_SECRETS = ("password", "private_key", "private_key_password")
+
+
+def _check_ssh(doc: dict[str, Any]) -> None:
+    if doc.get("use_ssh") and not doc.get("ssh_settings"):
+        raise ValidationFailed(
+            "use_ssh is true but ssh_settings is missing", {"field": "ssh_settings"}
+        )
+    ssh = doc.get("ssh_settings") or {}
+    if doc.get("use_ssh") and not (ssh.get("password") or ssh.get("private_key")):
+        raise ValidationFailed(
+            "ssh_settings needs a password or a private_key", {"field": "ssh_settings"}
         )
 
 

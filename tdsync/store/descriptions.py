@@ -123,10 +123,16 @@ class DescriptionsMixin(StoreBase):
     ) -> list[TableDescription]:
         """A connection's descriptions sorted by (schema_name, table_name)."""
         query: dict[str, Any] = {"db_connection_id": connection_id}
-        if schema_name is not None:
+        # Empty filters are no filters: the Dataherald service always sends `table_name=`.
+        if schema_name:
             query["schema_name"] = schema_name
-        if table_name is not None:
+        if table_name:
+            schema, dot, table = table_name.partition(".")
             query["table_name"] = table_name
+            if dot:  # `schema.table`, or a table whose own name holds a dot
+                query = {
+                    "$or": [query, {**query, "schema_name": schema, "table_name": table}],
+                }
         if status is not None:
             query["status"] = Status(status).value
         refreshed = self._refreshed_at(connection_id)
@@ -156,6 +162,29 @@ class DescriptionsMixin(StoreBase):
             )
         return self._one_described(doc, description_id)
 
+    def merge_metadata(
+        self, description_ids: list[str], metadata: dict[str, Any]
+    ) -> list[TableDescription]:
+        """Set these top-level metadata keys on each description (its other keys are kept);
+        returns the descriptions, sorted by (schema_name, table_name)."""
+        oids = [object_id(i) for i in description_ids]
+        if not oids:
+            return []
+        with storage_errors():
+            # A null metadata cannot take a key: made an object first.
+            self._people_descriptions.update_many(
+                {"_id": {"$in": oids}, "metadata": None}, {"$set": {"metadata": {}}}
+            )
+            self._people_descriptions.update_many(
+                {"_id": {"$in": oids}},
+                {"$set": {f"metadata.{key}": value for key, value in metadata.items()}},
+            )
+            docs = list(
+                self.descriptions.find({"_id": {"$in": oids}}, {"scan_lease_expires_at": 0})
+            )
+        refreshed = self._refreshed_at(docs[0]["db_connection_id"]) if docs else None
+        return _described(docs, refreshed)
+
     def edit_description(
         self,
         description_id: str,
@@ -175,6 +204,7 @@ class DescriptionsMixin(StoreBase):
             with storage_errors():
                 current = self.descriptions.find_one({"_id": oid})
             if current is not None:
+                columns = _without_structure(current, columns)
                 check_edited_description(current, fields, columns)
         update = dict(fields)
         array_filters = []
@@ -213,6 +243,34 @@ class DescriptionsMixin(StoreBase):
             "description (a scan lists them)",
             {"unknown_columns": unknown, "known_columns": known},
         )
+
+
+# A column's structure as a scan reads it from the database. A person may send it back unchanged
+# (clients send whole columns); a different value is refused, as the next scan would undo it.
+STRUCTURAL_FIELDS = ("data_type", "is_primary_key", "nullable", "foreign_key")
+
+
+def _without_structure(
+    doc: dict[str, Any], columns: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The column edits less the structural fields that match the stored ones; a structural
+    field that differs is a ValidationFailed naming it."""
+    stored = {c.get("name"): c for c in doc.get("columns") or []}
+    kept: dict[str, dict[str, Any]] = {}
+    refused = []
+    for name, changes in columns.items():
+        column = stored.get(name, {})
+        for key in STRUCTURAL_FIELDS:
+            if key in changes and name in stored and changes[key] != column.get(key):
+                refused.append(f"columns.{name}.{key}")
+        kept[name] = {k: v for k, v in changes.items() if k not in STRUCTURAL_FIELDS}
+    if refused:
+        raise ValidationFailed(
+            f"{', '.join(refused)}: a column's structure is read from the database by a scan "
+            "and cannot be edited (send it as returned, or leave it out)",
+            {"fields": refused, "editable": ["description", "categories", "low_cardinality"]},
+        )
+    return kept
 
 
 def _described(

@@ -129,19 +129,30 @@ def test_put_changes_only_peoples_fields(
     assert api.get(f"{DESCRIPTIONS}/{orders_id}").json() == body
 
 
-def test_put_leaves_out_fields_unchanged_and_clears_fields_set_to_null(
+def test_put_leaves_out_and_null_fields_unchanged_as_the_engine_does(
     api: httpx.Client, api_store: CatalogueStore, catalogue: dict
 ):
+    # Issue 14 changed this: null used to clear a field; in the Dataherald engine it means
+    # "unchanged" (and `{}` / `""` / `[]` clear).
     orders_id = catalogue["orders"]["id"]
     as_scanned(api_store, orders_id)
     api.put(f"{DESCRIPTIONS}/{orders_id}", json={"description": "kept", "metadata": {"a": 1}})
 
-    only_metadata = api.put(f"{DESCRIPTIONS}/{orders_id}", json={"metadata": None}).json()
-    column_only = api.put(
-        f"{DESCRIPTIONS}/{orders_id}", json={"columns": [{"name": "id", "description": "key"}]}
+    nulls = api.put(
+        f"{DESCRIPTIONS}/{orders_id}",
+        json={"description": None, "metadata": None, "columns": None, "examples": None},
     ).json()
+    column_only = api.put(
+        f"{DESCRIPTIONS}/{orders_id}",
+        json={"columns": [{"name": "id", "description": "key", "categories": None}]},
+    ).json()
+    cleared = api.put(f"{DESCRIPTIONS}/{orders_id}", json={"metadata": {}}).json()
 
-    assert (only_metadata["description"], only_metadata["metadata"]) == ("kept", None)
+    assert (nulls["description"], nulls["metadata"]) == ("kept", {"a": 1})
+    assert nulls["columns"] == SCANNED_COLUMNS and nulls["examples"] == [
+        {"id": 1, "status": "open"}
+    ]
+    assert cleared["metadata"] == {}
     assert column_only["columns"][0]["description"] == "key"
     assert column_only["columns"][1] == SCANNED_COLUMNS[1]  # its categories untouched
 
@@ -187,7 +198,6 @@ def test_a_description_written_by_people_survives_later_refreshes(
 @pytest.mark.parametrize(
     "body",
     [
-        {"columns": None},
         {"columns": [{"description": "no name"}]},
         {"columns": [{"name": "id"}, {"name": "id"}]},
         {"description": 12},

@@ -46,13 +46,15 @@ def sqlite_uri(path: Path) -> str:
 
 
 def webhook_runs(live_api: ApiProcess, connection_id: str) -> list[dg.DagsterRun]:
+    """The connection's refresh runs from the API, newest first, less the registration's own
+    (issue 14: registering a connection lists its tables in a refresh run, its first)."""
     instance = dg.DagsterInstance.from_config(live_api.env["DAGSTER_HOME"])
     try:
         return list(
             instance.get_runs(
                 filters=dg.RunsFilter(tags={CONNECTION_TAG: connection_id, TRIGGER_TAG: "webhook"})
             )
-        )
+        )[:-1]
     finally:
         instance.dispose()
 

@@ -1,7 +1,8 @@
-"""Connections CRUD: `/api/v1/database-connections`.
+"""Connections CRUD: `/api/v1/database-connections` (and the Dataherald service's `/api/...`).
 
 A connection is tried (connect once, look for its schemas) before it is stored, so a mistyped
-host, password or schema is refused now rather than at its first refresh.
+host, password or schema is refused now rather than at its first refresh; a new one has its
+tables listed (tdsync.registration) before the 201.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from tdsync.api.errors import error_responses
 from tdsync.api.schemas import ConnectionCreate, ConnectionUpdate, IdInPath
 from tdsync.config import Settings
 from tdsync.models import DatabaseConnection
+from tdsync.registration import register_connection
+from tdsync.scan.launch import WEBHOOK_TRIGGER
 from tdsync.sources import check_connection
 
 # Registration waits for this at most, whatever TDSYNC_SOURCE_TIMEOUT_S allows a refresh.
 CHECK_TIMEOUT_S = 5.0
 
-router = APIRouter(prefix="/api/v1/database-connections", tags=["database connections"])
+router = APIRouter(prefix="/database-connections", tags=["database connections"])
 
 
 @router.post(
@@ -29,8 +32,9 @@ router = APIRouter(prefix="/api/v1/database-connections", tags=["database connec
     summary="Register a database connection",
 )
 def create_connection(body: ConnectionCreate, state: State, store: Store) -> DatabaseConnection:
-    _check(body.connection_uri, body.schemas, state.settings)
-    return store.add_connection(**body.model_dump())
+    return register_connection(
+        store, trigger=WEBHOOK_TRIGGER, timeout_s=_timeout_s(state.settings), **body.fields()
+    )
 
 
 @router.get("", response_model=list[DatabaseConnection], summary="List database connections")
@@ -59,11 +63,14 @@ def update_connection(
 ) -> DatabaseConnection:
     connection = store.get_connection(path_id(db_connection_id, what="db_connection_id"))
     changes = body.changes()
-    if "connection_uri" in changes or changes.get("schemas"):
-        _check(
+    if "connection_uri" in changes:
+        changes["connection_uri"] = store.unmasked_uri(connection.id, changes["connection_uri"])
+    if {"connection_uri", "use_ssh", "ssh_settings"} & changes.keys() or changes.get("schemas"):
+        check_connection(
             changes.get("connection_uri") or store.connection_uri(connection.id),
             changes.get("schemas", connection.schemas),
-            state.settings,
+            timeout_s=_timeout_s(state.settings),
+            ssh=store.ssh_settings(connection.id, changes),
         )
     return store.update_connection(connection.id, **changes)
 
@@ -82,7 +89,5 @@ def delete_connection(db_connection_id: IdInPath, store: Store) -> Response:
     return Response(status_code=204)
 
 
-def _check(connection_uri: str, schemas: list[str] | None, settings: Settings) -> None:
-    check_connection(
-        connection_uri, schemas, timeout_s=min(settings.source_timeout_s, CHECK_TIMEOUT_S)
-    )
+def _timeout_s(settings: Settings) -> float:
+    return min(settings.source_timeout_s, CHECK_TIMEOUT_S)

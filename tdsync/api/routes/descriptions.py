@@ -19,7 +19,7 @@ from tdsync.api.schemas import OBJECT_ID_PATTERN, DescriptionUpdate, IdInPath, R
 from tdsync.models import Status, TableDescription
 from tdsync.scan.launch import WEBHOOK_TRIGGER
 
-router = APIRouter(prefix="/api/v1/table-descriptions", tags=["table descriptions"])
+router = APIRouter(prefix="/table-descriptions", tags=["table descriptions"])
 
 
 @router.post(

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from tdsync.api.auth import bearer_matches
+from tdsync.api.auth import key_matches
 from tdsync.api.deps import State
 from tdsync.api.errors import STORAGE_FAILURES
 from tdsync.errors import StorageUnavailable, TdsyncError
@@ -43,7 +43,7 @@ class Health(BaseModel):
 )
 async def health(request: Request, state: State) -> Health | JSONResponse:
     api_key = state.settings.api_key
-    told = not api_key or bearer_matches(request.headers.get("authorization"), api_key)
+    told = not api_key or key_matches(request.headers, api_key)
     try:
         await run_in_threadpool(lambda: state.store().ping())
     except STORAGE_FAILURES:

@@ -1,5 +1,9 @@
 """`POST /api/v1/table-descriptions/sync-schemas`: start a scan, answer with the rows it claimed.
 
+The body is the engine's object or the Dataherald service's (and SDK's) list of
+`{db_connection_id, table_names}`, one scan per item. Its `metadata` is merged into the
+metadata of the rows it scans (the service finds rows by `metadata.dh_internal`).
+
 The requested descriptions are marked SYNCHRONIZING before the answer (201, sorted by schema and
 table name); the scan itself runs as a Dagster run in a detached process (tdsync.scan.launch), so
 neither the request nor a dagster-daemon has to wait for it. Poll the descriptions for the outcome.
@@ -16,11 +20,11 @@ from pydantic.json_schema import SkipJsonSchema
 from tdsync import runs
 from tdsync.api.deps import State
 from tdsync.api.errors import error_responses
-from tdsync.api.schemas import ObjectIdStr
+from tdsync.api.schemas import Metadata, ObjectIdStr
 from tdsync.models import TableDescription
 from tdsync.scan.launch import WEBHOOK_TRIGGER, request_scan
 
-router = APIRouter(prefix="/api/v1/table-descriptions", tags=["table descriptions"])
+router = APIRouter(prefix="/table-descriptions", tags=["table descriptions"])
 
 
 class SyncSchemasRequest(BaseModel):
@@ -35,6 +39,7 @@ class SyncSchemasRequest(BaseModel):
     db_connection_id: ObjectIdStr | SkipJsonSchema[None] = None
     ids: Annotated[list[ObjectIdStr], Field(min_length=1)] | SkipJsonSchema[None] = None
     table_names: Annotated[list[str], Field(min_length=1)] | SkipJsonSchema[None] = None
+    metadata: Metadata | None = None
 
     @model_validator(mode="after")
     def _something_to_scan(self) -> SyncSchemasRequest:
@@ -50,13 +55,23 @@ class SyncSchemasRequest(BaseModel):
     responses=error_responses(400, 404, 409),
     summary="Scan table descriptions (columns, keys, DDL, categories, examples) as a Dagster run",
 )
-def sync_schemas(body: SyncSchemasRequest, state: State) -> list[TableDescription]:
-    return request_scan(
-        state.store(),
-        state.settings,
-        db_connection_id=body.db_connection_id,
-        ids=body.ids,
-        table_names=body.table_names,
-        # runs.refresh joins a refresh of the connection already running rather than repeating it.
-        refresh=lambda connection_id: runs.refresh(connection_id, trigger=WEBHOOK_TRIGGER),
-    )
+def sync_schemas(
+    body: SyncSchemasRequest | Annotated[list[SyncSchemasRequest], Field(min_length=1)],
+    state: State,
+) -> list[TableDescription]:
+    claimed = []
+    for request in body if isinstance(body, list) else [body]:
+        scanned = request_scan(
+            state.store(),
+            state.settings,
+            db_connection_id=request.db_connection_id,
+            ids=request.ids,
+            table_names=request.table_names,
+            # runs.refresh joins a refresh of the connection already running rather than
+            # repeating it.
+            refresh=lambda connection_id: runs.refresh(connection_id, trigger=WEBHOOK_TRIGGER),
+        )
+        if request.metadata:
+            scanned = state.store().merge_metadata([d.id for d in scanned], request.metadata)
+        claimed += scanned
+    return claimed
