@@ -32,6 +32,7 @@ SEMANTIC_FIELDS = (
     ["body", "metadata"],
     ["body", "columns"],
     ["body", "alias"],
+    ["body", "examples"],  # keys MongoDB cannot store (a leading `$`, NUL), like metadata's
 )
 # Schemathesis' default, plus 400: SPEC's answer for a well-formed connection that cannot work
 # (unknown dialect, unreachable host), which no JSON schema can tell apart in advance.
