@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_connections_update)
     p.add_argument("connection", metavar="CONNECTION", help="connection id or alias")
-    add_update_options(p)
+    _update_options(p)
     p = csub.add_parser("remove", help="Remove a connection and its descriptions.")
     p.set_defaults(func=_connections_remove)
     p.add_argument("connection", metavar="CONNECTION", help="connection id or alias")
@@ -215,7 +215,7 @@ def _connections_add(args: argparse.Namespace) -> None:
     console.print(f"added [cyan]{conn.alias}[/] {conn.connection_uri} id={conn.id}")
 
 
-def add_update_options(p: argparse.ArgumentParser) -> None:
+def _update_options(p: argparse.ArgumentParser) -> None:
     """`connections update`'s options: each maps to one field of the API's PUT body."""
     p.add_argument("--alias", help="new alias")
     p.add_argument("--uri", dest="connection_uri", help="new connection URI (checked first)")
