@@ -23,8 +23,8 @@ NEXT_REFRESH_TAG = "tdsync/next_refresh"
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description=(
         "Ticks every minute, but refreshes a connection only when its own refresh_schedule "
-        "(cron, UTC) fires: one run per due connection. Each tick's message lists every "
-        "connection's cron and next refresh; each run carries them as the tags "
+        "(cron, UTC) fires: one run per due connection. A tick that starts nothing lists every "
+        "connection's cron and next refresh in its reason; each run carries them as the tags "
         "tdsync/refresh_schedule and tdsync/next_refresh, and the connection's table_descriptions "
         "partition shows them in its metadata (also `tdsync connections list`)."
     ),
