@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo keeps a catalogue of its own (embedded store, key and Dagster instance under
+# DEMO_HOME), apart from the per-user one that `tdsync` uses by default.
+DEMO_HOME ?= $(CURDIR)/.tdsync-demo
 demo: $(STAMP)
-	$(BIN)/tdsync demo
+	env -u TDSYNC_MONGO_URI -u TDSYNC_ENCRYPTION_KEY TDSYNC_HOME=$(DEMO_HOME) \
+		DAGSTER_HOME=$(DEMO_HOME)/dagster $(BIN)/tdsync demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -33,4 +37,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .tdsync .pytest_cache
+	rm -rf $(VENV) .tdsync-demo .pytest_cache

@@ -13,8 +13,18 @@ from rich.table import Table
 
 from tdsync.errors import TdsyncError
 
-console = Console()
-err_console = Console(stderr=True)
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A terminal's console; anywhere else (a pipe, a log file) one that never wraps a line or
+    truncates a table cell to fit a width nobody sees, so URLs and ids can be copied from it."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=100_000, soft_wrap=True)
+
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _print_where()
         args.func(args)
     except TdsyncError as exc:
         print_error(exc)
@@ -31,6 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _print_where() -> None:
+    """Which home and store this command uses: a command run with another TDSYNC_HOME (or
+    TDSYNC_MONGO_URI) works on another catalogue, and says so (on stderr, beside the output)."""
+    from tdsync.config import Settings
+
+    err_console.print(f"[dim]tdsync: {escape(Settings.from_env().where())}[/]", highlight=False)
 
 
 def print_error(exc: TdsyncError) -> None:
@@ -65,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     p = command(
         "dev", _dev, "Run everything for local use: store, Dagster webserver + daemon, the API."
     )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the API and the Dagster UI listen on (default 127.0.0.1; the UI has no "
+        "authentication, see README Security)",
+    )
     p.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
     p.add_argument("--dagster-port", type=int, default=3000, help="Dagster UI port (default 3000)")
 
@@ -76,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("refresh", _refresh, "Refresh a connection's table descriptions (Dagster run).")
     p.add_argument("connection", metavar="CONNECTION", help="connection id or alias")
+    p.add_argument(
+        "--allow-empty",
+        action="append",
+        dest="allow_empty_schemas",
+        metavar="SCHEMA",
+        help="confirm SCHEMA is empty now: deprecate its tables instead of failing with "
+        "empty_database (repeatable; this refresh only)",
+    )
 
     p = command(
         "scan", _scan, "Scan a connection's tables: columns, keys, categories, samples, DDL."
@@ -88,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         help="read no rows: columns, keys and DDL only (no categories, no example rows)",
     )
 
-    conns = sub.add_parser("connections", help="Add, list and remove connections.")
+    conns = sub.add_parser("connections", help="Add, list, update and remove connections.")
     conns.set_defaults(func=lambda args: conns.print_help())
     csub = conns.add_subparsers(metavar="ACTION")
     p = csub.add_parser("add", help="Register a database connection.")
@@ -101,8 +134,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--schedule", dest="refresh_schedule", help="cron string for scheduled refreshes"
     )
-    p = csub.add_parser("list", help="List connections (passwords masked).")
+    p = csub.add_parser(
+        "list", help="List connections (passwords masked), their schedules and last refresh."
+    )
     p.set_defaults(func=_connections_list)
+    p = csub.add_parser(
+        "update",
+        help="Change a connection: only the options given change, with the API's checks.",
+    )
+    p.set_defaults(func=_connections_update)
+    p.add_argument("connection", metavar="CONNECTION", help="connection id or alias")
+    _update_options(p)
     p = csub.add_parser("remove", help="Remove a connection and its descriptions.")
     p.set_defaults(func=_connections_remove)
     p.add_argument("connection", metavar="CONNECTION", help="connection id or alias")
@@ -118,7 +160,7 @@ def _store():
 def _dev(args: argparse.Namespace) -> None:
     from tdsync.dev import run_dev
 
-    run_dev(api_port=args.port, dagster_port=args.dagster_port)
+    run_dev(host=args.host, api_port=args.port, dagster_port=args.dagster_port, console=console)
 
 
 def _api(args: argparse.Namespace) -> None:
@@ -143,7 +185,7 @@ def _refresh(args: argparse.Namespace) -> None:
     with console.status(
         f"refreshing [cyan]{conn.alias}[/] through the refresh_table_descriptions job…"
     ):
-        summary = runs.refresh(conn.id, trigger="cli")
+        summary = runs.refresh(conn.id, trigger="cli", allow_empty_schemas=args.allow_empty_schemas)
     console.print(", ".join(f"{k} {v}" for k, v in summary.items()))
     print_catalogue(console, store, conn.id)
 
@@ -173,23 +215,95 @@ def _connections_add(args: argparse.Namespace) -> None:
     console.print(f"added [cyan]{conn.alias}[/] {conn.connection_uri} id={conn.id}")
 
 
+def _update_options(p: argparse.ArgumentParser) -> None:
+    """`connections update`'s options: each maps to one field of the API's PUT body."""
+    p.add_argument("--alias", help="new alias")
+    p.add_argument("--uri", dest="connection_uri", help="new connection URI (checked first)")
+    schemas = p.add_mutually_exclusive_group()
+    schemas.add_argument(
+        "--schema",
+        action="append",
+        dest="schemas",
+        help="schema to catalogue (repeatable; replaces the list)",
+    )
+    schemas.add_argument(
+        "--default-schema",
+        action="store_true",
+        help="catalogue the database's default schema only (no schemas list)",
+    )
+    schedule = p.add_mutually_exclusive_group()
+    schedule.add_argument(
+        "--schedule", dest="refresh_schedule", help="cron string (UTC) for scheduled refreshes"
+    )
+    schedule.add_argument("--no-schedule", action="store_true", help="no scheduled refreshes")
+    # More connection fields (auto-scan, scan schedule) get their flags here.
+
+
+def _connections_update(args: argparse.Namespace) -> None:
+    """What `PUT /api/v1/database-connections/{id}` does: the same field checks (its body model),
+    the source tried when the URI or schemas change, then the same store method."""
+    import pydantic
+
+    from tdsync.api.schemas import ConnectionUpdate
+    from tdsync.config import Settings
+    from tdsync.errors import ValidationFailed
+    from tdsync.sources import check_connection
+
+    fields = ("alias", "connection_uri", "schemas", "refresh_schedule")
+    changes = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    if args.default_schema:
+        changes["schemas"] = None
+    if args.no_schedule:
+        changes["refresh_schedule"] = None
+    if not changes:
+        raise ValidationFailed(
+            "nothing to change: give at least one option (see tdsync connections update --help)"
+        )
+    try:
+        changes = ConnectionUpdate.model_validate(changes).changes()
+    except pydantic.ValidationError as exc:
+        raise ValidationFailed(
+            "invalid connection fields", exc.errors(include_url=False, include_context=False)
+        ) from None
+    store = _store()
+    conn = store.get_connection(args.connection)
+    if "connection_uri" in changes or changes.get("schemas"):
+        check_connection(
+            changes.get("connection_uri") or store.connection_uri(conn.id),
+            changes.get("schemas", conn.schemas),
+            timeout_s=Settings.from_env().source_timeout_s,
+        )
+    conn = store.update_connection(conn.id, **changes)
+    console.print(f"updated [cyan]{escape(conn.alias)}[/] {conn.connection_uri} id={conn.id}")
+
+
 def _connections_list(args: argparse.Namespace) -> None:
+    from tdsync.cron import cron_problem, next_fire_after
+    from tdsync.models import utcnow
+
     table = Table()
-    for column in ("id", "alias", "dialect", "uri", "schemas", "schedule", "last refreshed"):
-        table.add_column(column)
+    columns = ("id", "alias", "dialect", "uri", "schemas", "schedule (UTC)", "next refresh")
+    for column in (*columns, "last refreshed"):
+        # Ids are copied from here: never shortened, whatever the terminal's width.
+        table.add_column(column, no_wrap=column == "id", min_width=24 if column == "id" else None)
+    now = utcnow()
     for conn in _store().list_connections():
+        schedule = conn.refresh_schedule if not cron_problem(conn.refresh_schedule or "") else None
         table.add_row(
             conn.id,
             conn.alias,
             conn.dialect,
             conn.connection_uri,
             ", ".join(conn.schemas or []) or "(default)",
-            conn.refresh_schedule or "",
-            conn.last_refreshed_at.isoformat(timespec="seconds")
-            if conn.last_refreshed_at
-            else "never",
+            conn.refresh_schedule or "none",
+            _moment(next_fire_after(schedule, now)) if schedule else "-",
+            _moment(conn.last_refreshed_at) if conn.last_refreshed_at else "never",
         )
     console.print(table)
+
+
+def _moment(moment) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _connections_remove(args: argparse.Namespace) -> None:

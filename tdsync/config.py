@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import platformdirs
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -26,10 +28,22 @@ class Settings:
     def embedded(self) -> bool:
         return self.mongo_uri is None
 
+    def where(self) -> str:
+        """Which home and store this process uses, in a line (no credentials): printed by every
+        command, so a second catalogue started by mistake is seen at once."""
+        if self.embedded:
+            store = f"embedded, data in {self.home / 'mongo'}"
+        else:
+            # Keep only the hosts: the user, password and options stay out of any output.
+            rest = self.mongo_uri.split("://", 1)[-1]
+            hosts = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+            store = f"MongoDB at {hosts} (TDSYNC_MONGO_URI)"
+        return f"home {self.home}; store {store}, database {self.mongo_db}"
+
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
-        home = Path(env.get("TDSYNC_HOME") or ".tdsync").absolute()
+        home = Path(env.get("TDSYNC_HOME") or default_home()).absolute()
         source_timeout_s = float(env.get("TDSYNC_SOURCE_TIMEOUT_S") or 10)
         return cls(
             home=home,
@@ -45,6 +59,12 @@ class Settings:
             # twice it), so only a source that answers nothing at all stops a scan.
             scan_stall_s=float(env.get("TDSYNC_SCAN_STALL_S") or 3 * source_timeout_s),
         )
+
+
+def default_home() -> Path:
+    """One catalogue per user, wherever a command runs from (not the current directory, where a
+    command run elsewhere would silently start a second, empty catalogue)."""
+    return Path(platformdirs.user_data_dir("tdsync", appauthor=False))
 
 
 def private_dir(path: Path) -> Path:

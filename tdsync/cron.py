@@ -71,10 +71,20 @@ def next_fire_after(expression: str, moment: datetime) -> datetime:
     return croniter(expression.strip(), moment.astimezone(UTC)).get_next(datetime).astimezone(UTC)
 
 
+SHOWN_SCHEDULES = 20
+
+
+def moment(at: datetime) -> str:
+    """A fire time as the schedule's messages and tags show it."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 @dataclass(frozen=True)
 class DueRefresh:
     connection_id: str
     fire_time: datetime
+    refresh_schedule: str = ""
+    next_fire: datetime | None = None
 
     @property
     def run_key(self) -> str:
@@ -89,6 +99,8 @@ class ScheduleCheck:
     scheduled: int = 0
     next_fire: datetime | None = None
     invalid: dict[str, str] = field(default_factory=dict)  # alias -> problem
+    # alias -> (cron, next fire): what each scheduled connection does, for the tick's message.
+    upcoming: dict[str, tuple[str, datetime]] = field(default_factory=dict)
 
     def skip_reason(self) -> str:
         """Why this tick requests nothing, in a sentence for the Dagster UI."""
@@ -97,16 +109,22 @@ class ScheduleCheck:
         parts = []
         if self.scheduled:
             plural = "connection" if self.scheduled == 1 else "connections"
-            until = (
-                f"none due until {self.next_fire.strftime('%Y-%m-%d %H:%M')} UTC"
-                if self.next_fire
-                else "none due"
-            )
-            parts.append(f"{self.scheduled} {plural} scheduled, {until}")
+            until = f"none due until {moment(self.next_fire)}" if self.next_fire else "none due"
+            parts.append(f"{self.scheduled} {plural} scheduled, {until} ({self.schedules()})")
         if self.invalid:
             bad = "; ".join(f"{alias}: {problem}" for alias, problem in self.invalid.items())
             parts.append(f"{len(self.invalid)} with an invalid refresh_schedule ({bad})")
         return "; ".join(parts)
+
+    def schedules(self) -> str:
+        """Each scheduled connection's cron and next refresh: the UI shows one schedule ticking
+        every minute, which must not read as every connection refreshing every minute."""
+        shown = [
+            f"{alias}: {cron}, next {moment(upcoming)}"
+            for alias, (cron, upcoming) in sorted(self.upcoming.items(), key=lambda i: i[1][1])
+        ]
+        more = len(shown) - SHOWN_SCHEDULES
+        return "; ".join(shown[:SHOWN_SCHEDULES]) + (f"; … and {more} more" if more > 0 else "")
 
 
 def due_refreshes(connections: Iterable[DatabaseConnection], tick: datetime) -> ScheduleCheck:
@@ -117,6 +135,7 @@ def due_refreshes(connections: Iterable[DatabaseConnection], tick: datetime) -> 
     invalid: dict[str, str] = {}
     scheduled = 0
     next_fire: datetime | None = None
+    upcoming: dict[str, tuple[str, datetime]] = {}
     for conn in connections:
         if conn.refresh_schedule is None:
             continue
@@ -126,8 +145,11 @@ def due_refreshes(connections: Iterable[DatabaseConnection], tick: datetime) -> 
             continue
         scheduled += 1
         fired = last_fire_at_or_before(conn.refresh_schedule, tick)
+        following = next_fire_after(conn.refresh_schedule, tick)
         if fired > window_start:
-            due.append(DueRefresh(conn.id, fired))
-        upcoming = next_fire_after(conn.refresh_schedule, tick)
-        next_fire = upcoming if next_fire is None else min(next_fire, upcoming)
-    return ScheduleCheck(due=due, scheduled=scheduled, next_fire=next_fire, invalid=invalid)
+            due.append(DueRefresh(conn.id, fired, conn.refresh_schedule, following))
+        upcoming[conn.alias] = (conn.refresh_schedule, following)
+        next_fire = following if next_fire is None else min(next_fire, following)
+    return ScheduleCheck(
+        due=due, scheduled=scheduled, next_fire=next_fire, invalid=invalid, upcoming=upcoming
+    )

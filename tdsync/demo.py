@@ -149,7 +149,8 @@ def run_demo(console: Console | None = None) -> None:
     _refresh(console, store, conn.id, trips)
     console.print(
         f"Runs are recorded on the Dagster instance at {settings.dagster_home}; "
-        "`tdsync dev` shows them in the Dagster UI."
+        f"`TDSYNC_HOME={settings.home} tdsync dev` shows them in the Dagster UI.",
+        soft_wrap=True,
     )
 
 

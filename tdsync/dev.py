@@ -10,6 +10,8 @@ the same SIGINT a terminal's Ctrl-C would, then waits, and kills only what is st
 from __future__ import annotations
 
 import contextlib
+import logging
+import logging.handlers
 import os
 import signal
 import subprocess
@@ -20,6 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from rich.console import Console
 
@@ -28,6 +31,10 @@ from tdsync.errors import ConfigurationError
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 120.0
+# Each log `tdsync dev` writes rotates at this size, keeping LOG_BACKUPS older files: the
+# daemon alone wrote 242 KB in 11 minutes with two per-minute connections, without bound.
+LOG_MAX_BYTES = int(os.environ.get("TDSYNC_LOG_MAX_BYTES") or 10 * 2**20)
+LOG_BACKUPS = 3
 STOP_TIMEOUT_S = 20.0
 CODE_LOCATION = ["-m", "tdsync.definitions"]
 
@@ -40,13 +47,17 @@ class Child:
 
 
 def run_dev(
-    api_port: int = 8000, dagster_port: int = 3000, *, console: Console | None = None
+    api_port: int = 8000,
+    dagster_port: int = 3000,
+    *,
+    host: str = HOST,
+    console: Console | None = None,
 ) -> None:
     """Start everything, print where it listens, and stop it all on Ctrl-C or SIGTERM."""
     console = console or Console()
     settings = Settings.from_env()
     ensure_dagster_home(settings)  # also exports DAGSTER_HOME to the processes started below
-    _refuse_busy_ports({"the API": api_port, "the Dagster UI": dagster_port})
+    _refuse_busy_ports(host, {"the API": api_port, "the Dagster UI": dagster_port})
 
     from tdsync.catalogue import open_store
     from tdsync.embedded import embedded_uri
@@ -63,6 +74,7 @@ def run_dev(
     _prepare_instance()
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    api_log = _log_api_to(logs / "api.log")
     children: list[Child] = []
     api: _ApiThread | None = None
     previous_term = signal.signal(signal.SIGTERM, _interrupt)
@@ -70,25 +82,31 @@ def run_dev(
         children.append(
             _start(
                 "dagster-webserver",
-                ["-m", "dagster_webserver", *CODE_LOCATION, "-h", HOST, "-p", str(dagster_port)],
+                ["-m", "dagster_webserver", *CODE_LOCATION, "-h", host, "-p", str(dagster_port)],
                 logs,
             )
         )
         children.append(
             _start("dagster-daemon", ["-m", "dagster._daemon", "run", *CODE_LOCATION], logs)
         )
-        api = _ApiThread(settings, api_port)
+        api = _ApiThread(settings, host, api_port)
         api.start()
-        api_url, ui_url = f"http://{HOST}:{api_port}", f"http://{HOST}:{dagster_port}"
+        shown = f"[{host}]" if ":" in host else host
+        api_url, ui_url = f"http://{shown}:{api_port}", f"http://{shown}:{dagster_port}"
         with console.status("starting the API, the Dagster webserver and daemon…"):
             _wait_until_ready(children, api, f"{api_url}/health", f"{ui_url}/server_info")
-        console.print(f"[bold]tdsync dev[/] is running (DAGSTER_HOME {settings.dagster_home})")
-        console.print(f"  API          {api_url}  (OpenAPI docs at {api_url}/docs)")
-        console.print(f"  Dagster UI   {ui_url}")
-        console.print("  Dagster      daemon running: schedules, sensors, queued runs")
-        console.print(f"  MongoDB      {mongo}")
-        console.print(f"  logs         {logs}")
-        console.print("Press Ctrl-C to stop everything.")
+        for line in (
+            "[bold]tdsync dev[/] is running",
+            f"  home         {settings.home}",
+            f"  API          {api_url}  (OpenAPI docs at {api_url}/docs)",
+            f"  Dagster UI   {ui_url}",
+            "  Dagster      daemon running: schedules, sensors, queued runs",
+            f"  DAGSTER_HOME {settings.dagster_home}",
+            f"  MongoDB      {mongo}, database {settings.mongo_db}",
+            f"  logs         {logs} (rotated at {LOG_MAX_BYTES // 1024} KiB)",
+            "Press Ctrl-C to stop everything.",
+        ):
+            console.print(line, highlight=False)
         _watch(children, api)
     except KeyboardInterrupt:
         console.print("stopping…")
@@ -97,6 +115,8 @@ def run_dev(
         if api is not None:
             api.stop()
         _stop(children)
+        logging.getLogger().removeHandler(api_log)
+        api_log.close()
         if settings.embedded and not embedded_before:
             from tdsync.embedded import stop_embedded
 
@@ -107,13 +127,18 @@ def run_dev(
 class _ApiThread:
     """The HTTP API served by uvicorn in a thread of this process (signals stay with main)."""
 
-    def __init__(self, settings: Settings, port: int) -> None:
+    def __init__(self, settings: Settings, host: str, port: int) -> None:
         import uvicorn
 
         from tdsync.api.app import create_app
 
         config = uvicorn.Config(
-            create_app(settings), host=HOST, port=port, log_level="warning", lifespan="on"
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            log_config=None,  # the root logger's handlers: api.log (_log_api_to)
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="tdsync-api", daemon=True)
@@ -139,17 +164,48 @@ def _prepare_instance() -> None:
 
 def _start(name: str, args: list[str], logs: Path) -> Child:
     log_path = logs / f"{name}.log"
-    log = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
     process = subprocess.Popen(
         [sys.executable, *args],
-        stdout=log,
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         env=os.environ.copy(),
         start_new_session=True,  # its own group: Ctrl-C reaches it only through _stop
     )
-    log.close()
+    threading.Thread(
+        target=copy_rotating,
+        args=(process.stdout, _rotating_handler(log_path)),
+        name=f"tdsync-log-{name}",
+        daemon=True,
+    ).start()
     return Child(name, process, log_path)
+
+
+def _rotating_handler(path: Path) -> logging.handlers.RotatingFileHandler:
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    return handler
+
+
+def copy_rotating(stream: IO[bytes], handler: logging.Handler) -> None:
+    """Copy a child's output, line by line, into a size-bounded, rotated log, until it ends."""
+    try:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            handler.emit(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
+    finally:
+        handler.close()
+
+
+def _log_api_to(path: Path) -> logging.Handler:
+    """The API's log records (uvicorn's and tdsync's, warnings and up) into a rotated api.log."""
+    handler = _rotating_handler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 def _wait_until_ready(children: list[Child], api: _ApiThread, *urls: str) -> None:
@@ -223,14 +279,15 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _refuse_busy_ports(ports: dict[str, int]) -> None:
+def _refuse_busy_ports(host: str, ports: dict[str, int]) -> None:
     import socket
 
     for what, port in ports.items():
-        with socket.socket() as sock:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                sock.bind((HOST, port))
+                sock.bind((host, port))
             except OSError:
                 raise ConfigurationError(
                     f"port {port} for {what} is already in use; pick another with "

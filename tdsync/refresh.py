@@ -7,6 +7,7 @@ slightly stale read can never undo what a concurrent refresh or scan wrote.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -85,35 +86,39 @@ class RefreshPlan:
         }
 
 
-def plan_refresh(stored: list[StoredTable], listing: Listing, now: datetime) -> RefreshPlan:
+def plan_refresh(
+    stored: list[StoredTable],
+    listing: Listing,
+    now: datetime,
+    *,
+    allow_empty_schemas: Collection[str] = (),
+) -> RefreshPlan:
     """Decide every status change of one refresh.
 
     Raises EmptyDatabase when a listed schema came back empty (or missing) although the catalogue
     holds descriptions for it: that is far more often a permissions or connection problem than a
     database that really lost every table, and deprecating it all would be a catalogue-wide loss.
+    A schema in `allow_empty_schemas` is one a person confirmed empty: its tables are deprecated,
+    this once (the confirmation belongs to one refresh, never to the connection).
     """
     stored_by_schema: dict[str, list[StoredTable]] = defaultdict(list)
     for row in stored:
         stored_by_schema[row.schema_name].append(row)
 
+    schemas = dict(listing.schemas)
     for schema, live in listing.schemas.items():
-        if not live and any(
-            r.status != Status.DEPRECATED for r in stored_by_schema.get(schema, [])
-        ):
-            raise EmptyDatabase(
-                f"schema {schema!r} has no tables or views but the catalogue describes some; "
-                "refusing to deprecate them all",
-                {"schema_name": schema},
-            )
-        if live is None:
+        described = sum(r.status != Status.DEPRECATED for r in stored_by_schema.get(schema, []))
+        if not live and described and schema in allow_empty_schemas:
+            schemas[schema] = []
+        elif not live and described:
+            raise EmptyDatabase(empty_schema_message(schema, described), {"schema_name": schema})
+        elif live is None:
             raise InvalidDatabaseConnection(
                 f"schema {schema!r} does not exist in the database", {"schema_name": schema}
             )
 
     live_by_key = {
-        (t.schema_name, t.table_name): t
-        for tables in listing.schemas.values()
-        for t in tables or []
+        (t.schema_name, t.table_name): t for tables in schemas.values() for t in tables or []
     }
     stored_keys = set()
     deprecations, restores, retypes, expired = [], [], [], []
@@ -155,6 +160,18 @@ def plan_refresh(stored: list[StoredTable], listing: Listing, now: datetime) -> 
         expired_leases=expired,
         unchanged=unchanged,
         statuses_after={status: n for status, n in after.items() if n},
+    )
+
+
+def empty_schema_message(schema: str, described: int) -> str:
+    """The empty_database message: which schema, and the ways out (API, CLI and Dagster UI)."""
+    return (
+        f"schema {schema!r} listed no tables or views but the catalogue describes {described} "
+        "of them; nothing was changed. If the connection's user can no longer see them, fix its "
+        "permissions or schemas. If the schema really is empty now, refresh once more confirming "
+        f"it, which deprecates its tables: `tdsync refresh CONNECTION --allow-empty {schema}`, "
+        f'POST /api/v1/table-descriptions/refresh with "allow_empty_schemas": ["{schema}"], or '
+        f"the refresh run's config allow_empty_schemas: [{schema}] in the Dagster Launchpad"
     )
 
 

@@ -36,6 +36,7 @@ from tdsync.defs.refresh_job import (
     CONNECTION_TAG,
     SUMMARY_FIELDS,
     TRIGGER_TAG,
+    refresh_run_config,
     refresh_table_descriptions,
 )
 from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
@@ -204,13 +205,18 @@ def _submit_and_wait(dagster_instance: dg.DagsterInstance, run: dg.DagsterRun) -
 
 
 def refresh(
-    db_connection_id: str, *, trigger: str, dagster_instance: dg.DagsterInstance | None = None
+    db_connection_id: str,
+    *,
+    trigger: str,
+    allow_empty_schemas: list[str] | None = None,
+    dagster_instance: dg.DagsterInstance | None = None,
 ) -> dict[str, int]:
     """Refresh one connection: materialize its `table_descriptions` partition; returns the
     refresh's summary (what it added, deprecated, restored, ...).
 
     While another refresh of the connection runs, this waits for it and returns its summary
-    rather than listing the same tables again a moment later.
+    rather than listing the same tables again a moment later; unless schemas are confirmed empty
+    (`allow_empty_schemas`), which only a refresh of its own can honour.
     """
     settings = Settings.from_env()
     store = shared_store(settings)
@@ -222,7 +228,7 @@ def refresh(
         holder=run_id,
         kind=refresh_table_descriptions.name,
         wait_s=settings.lease_wait_s,
-        join=True,
+        join=not allow_empty_schemas,
     )
     if joined is not None:
         return refresh_summary(dagster_instance, joined.run_id)
@@ -230,6 +236,7 @@ def refresh(
         refresh_table_descriptions.name,
         db_connection_id=db_connection_id,
         trigger=trigger,
+        run_config=refresh_run_config(allow_empty_schemas),
         partition=partition_key(store.get_connection(db_connection_id)),
         dagster_instance=dagster_instance,
         run_id=run_id,

@@ -319,3 +319,63 @@ def test_refreshes_of_several_connections_run_at_once_in_one_process(
     for k, cid in enumerate(ids):
         assert sorted(statuses(store, cid)) == [f"main.c{k}_t{i}" for i in range(k + 1)]
         assert len(recorded_runs(cid)) == 1
+
+
+def test_confirmed_empty_schema_run_records_its_config_and_deprecates_once(
+    store: CatalogueStore, shop: str, sqlite_path: Path
+) -> None:
+    refresh_directly(store, shop)
+    sql(
+        sqlite_path,
+        'DROP VIEW big_orders; DROP TABLE orders; DROP TABLE customers; DROP TABLE "OrderItems";',
+    )
+    with pytest.raises(EmptyDatabase) as err:
+        runs.refresh(shop, trigger="cli")
+    failed = runs.instance().get_run_by_id(err.value.detail["run_id"])
+    [failure] = (
+        runs.instance()
+        .get_records_for_run(failed.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        .records
+    )
+    user = failure.event_log_entry.dagster_event.step_failure_data.user_failure_data
+
+    summary = runs.refresh(shop, trigger="cli", allow_empty_schemas=["main"])
+
+    assert "schema 'main' listed no tables or views" in user.description
+    assert "allow_empty_schemas: [main]" in user.description
+    assert "allow_empty_schemas" in user.metadata["what_to_do"].value
+    assert summary["deprecated"] == 4
+    assert set(statuses(store, shop).values()) == {"DEPRECATED"}
+    confirmed = next(r for r in recorded_runs(shop) if r.run_config)
+    assert confirmed.run_config == {
+        "ops": {
+            "table_descriptions": {
+                "ops": {"diff_against_catalogue": {"config": {"allow_empty_schemas": ["main"]}}}
+            }
+        }
+    }
+    assert runs.refresh(shop, trigger="cli")["deprecated"] == 0
+
+
+def test_a_partitions_materialization_shows_its_schedule_and_next_refresh(
+    store: CatalogueStore, shop: str
+) -> None:
+    store.update_connection(shop, refresh_schedule="30 2 * * *")
+    runs.refresh(shop, trigger="cli")
+
+    alias = store.get_connection(shop).alias
+    [record] = (
+        runs.instance()
+        .fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("table_descriptions"), asset_partitions=[alias]
+            ),
+            limit=1,
+        )
+        .records
+    )
+    metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+
+    assert metadata["refresh_schedule"] == "30 2 * * * (UTC)"
+    assert metadata["next_scheduled_refresh"].endswith(" 02:30 UTC")
+    assert metadata["refreshed_at"].endswith(" UTC")

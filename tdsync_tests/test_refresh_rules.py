@@ -145,6 +145,28 @@ def test_empty_schema_is_refused_even_when_other_schemas_are_fine() -> None:
         plan_refresh(rows, listing(public=live("orders"), sales=[]), NOW)
 
 
+@pytest.mark.parametrize("empty", [[], None], ids=["no-tables", "schema-missing"])
+def test_a_schema_confirmed_empty_has_its_tables_deprecated_and_no_other(empty) -> None:
+    rows = [stored("orders"), stored("invoices", Status.SCANNED, schema="sales")]
+
+    plan = plan_refresh(
+        rows, listing(public=live("orders"), sales=empty), NOW, allow_empty_schemas=["sales"]
+    )
+
+    assert [r.table_name for r in plan.deprecations] == ["invoices"]
+    assert plan.unchanged == 1 and not plan.inserts
+
+
+def test_confirming_one_schema_empty_does_not_excuse_another() -> None:
+    rows = [stored("orders"), stored("invoices", schema="sales")]
+
+    with pytest.raises(EmptyDatabase) as err:
+        plan_refresh(rows, listing(public=[], sales=[]), NOW, allow_empty_schemas=["sales"])
+
+    assert err.value.detail == {"schema_name": "public"}
+    assert "--allow-empty public" in err.value.message
+
+
 def test_empty_schema_whose_descriptions_are_all_deprecated_is_fine() -> None:
     plan = plan_refresh([stored("old", Status.DEPRECATED)], listing(public=[]), NOW)
     assert plan.is_empty

@@ -243,3 +243,10 @@ class DescriptionUpdate(BaseModel):
 
 class RefreshRequest(BaseModel):
     db_connection_id: ObjectIdStr
+    allow_empty_schemas: list[SchemaName] | None = Field(
+        default=None,
+        description=(
+            "schemas you confirm are empty now: this refresh deprecates their tables instead of "
+            "answering 400 empty_database (once; nothing is remembered)"
+        ),
+    )

@@ -6,10 +6,13 @@ connection; the catalogue's checks run in the same run, after it.
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import dagster as dg
+import pydantic
 
 from tdsync.bulk import gc_paused
+from tdsync.cron import cron_problem, moment, next_fire_after
 from tdsync.defs.assets import TABLE_DESCRIPTIONS, status_metadata
 from tdsync.defs.leases import (
     hold_connection_lease,
@@ -43,6 +46,7 @@ class ConnectionRef:
     alias: str
     dialect: str
     schemas: list[str] | None
+    refresh_schedule: str | None = None
 
 
 @dg.op
@@ -77,16 +81,31 @@ def list_live_tables(
     return listing
 
 
+class RefreshConfig(dg.Config):
+    """Optional: nothing to type for an ordinary refresh."""
+
+    allow_empty_schemas: list[str] = pydantic.Field(
+        default=[],
+        description=(
+            "Schemas you confirm are empty now: their tables are deprecated by this run. "
+            "Without it a schema that lists empty fails the run with empty_database."
+        ),
+    )
+
+
 @dg.op
 def diff_against_catalogue(
     context: dg.OpExecutionContext,
+    config: RefreshConfig,
     connection: ConnectionRef,
     listing: Listing,
     catalogue: CatalogueResource,
 ) -> RefreshPlan:
     with failures_as_dagster(), gc_paused():
         stored = catalogue.get_store().stored_tables(connection.id)
-        plan = plan_refresh(stored, listing, utcnow())
+        plan = plan_refresh(
+            stored, listing, utcnow(), allow_empty_schemas=config.allow_empty_schemas
+        )
     context.log.info(f"plan: {plan.summary()}")
     return plan
 
@@ -115,7 +134,9 @@ def write_statuses(
     }
     # The plan's own counts, not counted in the store again: on SecantusDB each count reads
     # every matching document (0.3 s for 10,000).
-    context.add_output_metadata({**status_metadata(plan.statuses_after), **changes})
+    context.add_output_metadata(
+        {**status_metadata(plan.statuses_after), **changes, **schedule_metadata(connection, now)}
+    )
     context.log.info(f"refresh of {connection.alias}: {summary}")
 
 
@@ -146,6 +167,26 @@ refresh_table_descriptions = dg.define_asset_job(
 )
 
 
+def schedule_metadata(connection: ConnectionRef, now: datetime) -> dict[str, str]:
+    """When the partition was refreshed and when its schedule refreshes it next: where a person
+    looks at a connection in Dagster (the partition's latest materialization)."""
+    cron = connection.refresh_schedule
+    scheduled = cron is not None and cron_problem(cron) is None
+    return {
+        "refreshed_at": moment(now),
+        "refresh_schedule": f"{cron} (UTC)" if cron else "none",
+        "next_scheduled_refresh": moment(next_fire_after(cron, now)) if scheduled else "none",
+    }
+
+
+def refresh_run_config(allow_empty_schemas: list[str] | None) -> dict:
+    """The refresh job's run config: empty unless schemas are confirmed empty."""
+    if not allow_empty_schemas:
+        return {}
+    config = {"allow_empty_schemas": list(allow_empty_schemas)}
+    return {"ops": {"table_descriptions": {"ops": {"diff_against_catalogue": {"config": config}}}}}
+
+
 def _names(keys) -> dg.MetadataValue:
     names = [".".join(key) for key in keys]
     shown = names[:50] + ([f"… and {len(names) - 50} more"] if len(names) > 50 else [])
@@ -161,7 +202,7 @@ def take_connection(
         conn = store.get_connection(id_or_alias)
     _tag_run(context, conn.id)
     hold_connection_lease(context, store, conn.id)
-    return ConnectionRef(conn.id, conn.alias, conn.dialect, conn.schemas)
+    return ConnectionRef(conn.id, conn.alias, conn.dialect, conn.schemas, conn.refresh_schedule)
 
 
 def _tag_run(context: dg.OpExecutionContext, connection_id: str) -> None:

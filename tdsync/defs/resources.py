@@ -74,7 +74,9 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
 WHAT_TO_DO = {
     "empty_database": (
         "Nothing was deprecated. Check that the connection's schemas are right and that its "
-        "database user can still see their tables, then refresh again."
+        "database user can still see their tables, then refresh again. If the schema really is "
+        "empty now, open this run in the Launchpad and set allow_empty_schemas: [SCHEMA] "
+        "in its config to deprecate that schema's tables."
     ),
     "invalid_database_connection": (
         "Fix the connection's URI or schemas (PUT /api/v1/database-connections/{id}, or "

@@ -6,10 +6,13 @@ adding or editing one through the API or CLI takes effect at the next minute, wi
 
 import dagster as dg
 
-from tdsync.cron import due_refreshes
+from tdsync.cron import due_refreshes, moment
 from tdsync.defs.partitions import ensure_partition, partition_key
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG, refresh_table_descriptions
 from tdsync.defs.resources import CatalogueResource, failures_as_dagster
+
+SCHEDULE_TAG = "tdsync/refresh_schedule"
+NEXT_REFRESH_TAG = "tdsync/next_refresh"
 
 
 @dg.schedule(
@@ -19,8 +22,11 @@ from tdsync.defs.resources import CatalogueResource, failures_as_dagster
     job=refresh_table_descriptions,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description=(
-        "Refreshes each connection whose refresh_schedule (cron, UTC) fires in this minute; "
-        "one run per due connection."
+        "Ticks every minute, but refreshes a connection only when its own refresh_schedule "
+        "(cron, UTC) fires: one run per due connection. A tick that starts nothing lists every "
+        "connection's cron and next refresh in its reason; each run carries them as the tags "
+        "tdsync/refresh_schedule and tdsync/next_refresh, and the connection's table_descriptions "
+        "partition shows them in its metadata (also `tdsync connections list`)."
     ),
 )
 def refresh_connections_on_schedule(
@@ -42,7 +48,12 @@ def refresh_connections_on_schedule(
         dg.RunRequest(
             run_key=due.run_key,
             partition_key=keys[due.connection_id],
-            tags={CONNECTION_TAG: due.connection_id, TRIGGER_TAG: "schedule"},
+            tags={
+                CONNECTION_TAG: due.connection_id,
+                TRIGGER_TAG: "schedule",
+                SCHEDULE_TAG: due.refresh_schedule,
+                NEXT_REFRESH_TAG: moment(due.next_fire),
+            },
         )
         for due in check.due
     ]

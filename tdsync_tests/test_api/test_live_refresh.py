@@ -194,6 +194,46 @@ def test_refresh_of_a_database_that_lost_every_table_answers_empty_database(
     assert statuses == {"NOT_SCANNED"}  # nothing was mass-deprecated
 
 
+def test_refresh_confirming_an_emptied_schema_deprecates_its_tables_once(
+    api: httpx.Client, api_store: CatalogueStore, make_sqlite
+):
+    path = make_sqlite("CREATE TABLE a (id INTEGER)", "CREATE TABLE b (id INTEGER)", name="c.db")
+    connection_id = register(api, sqlite_uri(path))
+    assert api.post(REFRESH, json={"db_connection_id": connection_id}).status_code == 201
+    with sqlite3.connect(path) as conn:
+        conn.executescript("DROP TABLE a; DROP TABLE b;")
+
+    refused = api.post(REFRESH, json={"db_connection_id": connection_id})
+    confirmed = api.post(
+        REFRESH, json={"db_connection_id": connection_id, "allow_empty_schemas": ["main"]}
+    )
+    plain = api.post(REFRESH, json={"db_connection_id": connection_id})
+
+    assert refused.status_code == 400
+    message = refused.json()["message"]
+    assert message.startswith("schema 'main' listed no tables or views")
+    assert '"allow_empty_schemas": ["main"]' in message
+    assert refused.json()["detail"]["schema_name"] == "main"
+    assert confirmed.status_code == 201, confirmed.text
+    assert {(d["table_name"], d["status"]) for d in confirmed.json()} == {
+        ("a", "DEPRECATED"),
+        ("b", "DEPRECATED"),
+    }
+    assert plain.status_code == 201  # confirmed once; nothing left to refuse
+
+
+def test_allow_empty_schemas_leaves_a_schema_with_tables_alone(api: httpx.Client, make_sqlite):
+    path = make_sqlite("CREATE TABLE a (id INTEGER)", name="kept.db")
+    connection_id = register(api, sqlite_uri(path))
+
+    response = api.post(
+        REFRESH, json={"db_connection_id": connection_id, "allow_empty_schemas": ["main"]}
+    )
+
+    assert response.status_code == 201
+    assert [(d["table_name"], d["status"]) for d in response.json()] == [("a", "NOT_SCANNED")]
+
+
 @pytest.mark.parametrize(
     "body",
     [{}, {"db_connection_id": "not-an-id"}, {"db_connection_id": 42}, {"connection": "x"}],

@@ -27,6 +27,8 @@ from tdsync_tests.test_cli.conftest import TDSYNC
 
 LOCATION = "tdsync.definitions"
 READY_TIMEOUT_S = 120
+# Small, so that the daemon's log (about 22 KB a minute) rotates while the module runs.
+LOG_MAX_BYTES = 16384
 
 
 @dataclass
@@ -90,12 +92,14 @@ def alive(pid: int) -> bool:
 def dev(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     home = tmp_path_factory.mktemp("dev")
     env = {**os.environ, **isolated_env(mongo_uri, home, key=TEST_KEY, db_prefix="tdsync_dev")}
+    env["TDSYNC_LOG_MAX_BYTES"] = str(LOG_MAX_BYTES)
     env.pop("TDSYNC_API_KEY", None)
     with mock.patch.dict(os.environ, env):
         store = open_store(Settings.from_env())
     api_port, ui_port = free_port(), free_port()
     process = subprocess.Popen(
-        [TDSYNC, "dev", "--port", str(api_port), "--dagster-port", str(ui_port)],
+        [TDSYNC, "dev", "--host", "127.0.0.1", "--port", str(api_port)]
+        + ["--dagster-port", str(ui_port)],
         env={**env, "COLUMNS": "200", "NO_COLOR": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -189,6 +193,14 @@ RUN = """query($runId: ID!) {
 }"""
 
 
+STEP_FAILURES = """query($runId: ID!) {
+  logsForRun(runId: $runId) {
+    ... on EventConnection {
+      events { ... on ExecutionStepFailureEvent { failureMetadata { description } } }
+    }
+  }
+}"""
+
 REEXECUTE = """mutation($params: ReexecutionParams!) {
   launchRunReexecution(reexecutionParams: $params) {
     __typename
@@ -213,10 +225,12 @@ REPOSITORY = {"repositoryLocationName": LOCATION, "repositoryName": "__repositor
 TABLE_DESCRIPTIONS = {"path": ["table_descriptions"]}
 
 
-def launch(dev: Dev, selector: dict, tags: dict[str, str] | None = None) -> str:
+def launch(
+    dev: Dev, selector: dict, tags: dict[str, str] | None = None, run_config: dict | None = None
+) -> str:
     params = {
         "selector": {**REPOSITORY, **selector},
-        "runConfigData": {},
+        "runConfigData": run_config or {},
         "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
     }
     launched = graphql(dev, LAUNCH, {"params": params})["launchRun"]
@@ -343,6 +357,66 @@ def test_each_check_is_executed_on_its_own_from_the_ui(dev: Dev, tmp_path: Path,
     assert expected in evaluated[0]
 
 
+def test_a_ui_run_confirming_an_emptied_schema_deprecates_its_tables(dev: Dev, tmp_path: Path):
+    source = tmp_path / "emptied.db"
+    conn = dev.store.add_connection(
+        alias="emptied", connection_uri=shop_db(source, "orders", "users")
+    )
+    until(lambda: "emptied" in partition_keys(dev), "the partition sensor added emptied", 120, 0.5)
+    selector = {"jobName": "__ASSET_JOB", "assetSelection": [TABLE_DESCRIPTIONS]}
+    first = finished(dev, launch(dev, selector, {"dagster/partition": "emptied"}))
+    with sqlite3.connect(source) as db:
+        db.executescript("DROP TABLE orders; DROP TABLE users;")
+
+    refused_id = launch(dev, selector, {"dagster/partition": "emptied"})
+    refused = finished(dev, refused_id)
+    confirmed = finished(
+        dev,
+        launch(
+            dev,
+            selector,
+            {"dagster/partition": "emptied"},
+            {
+                "ops": {
+                    "table_descriptions": {
+                        "ops": {
+                            "diff_against_catalogue": {"config": {"allow_empty_schemas": ["main"]}}
+                        }
+                    }
+                }
+            },
+        ),
+    )
+
+    assert first["runOrError"]["status"] == "SUCCESS", first
+    assert refused["runOrError"]["status"] == "FAILURE"
+    [failure] = [
+        e["failureMetadata"]
+        for e in graphql(dev, STEP_FAILURES, {"runId": refused_id})["logsForRun"]["events"]
+        if e.get("failureMetadata")
+    ]
+    assert "schema 'main' listed no tables or views" in failure["description"]
+    assert "allow_empty_schemas: [main]" in failure["description"]
+    assert confirmed["runOrError"]["status"] == "SUCCESS", confirmed
+    assert {d.status.value for d in dev.store.list_descriptions(conn.id)} == {"DEPRECATED"}
+
+
+def test_the_logs_dev_writes_rotate_at_their_size_bound(dev: Dev):
+    logs = dev.home / "home" / "logs"
+
+    until(
+        lambda: (logs / "dagster-daemon.log.1").exists(),
+        "the daemon's log rotated",
+        READY_TIMEOUT_S,
+        0.5,
+    )
+
+    names = sorted(p.name for p in logs.iterdir())
+    assert {"api.log", "dagster-daemon.log", "dagster-webserver.log"} <= set(names)
+    assert "dagster-daemon.log.4" not in names  # 3 older files kept
+    assert all((logs / name).stat().st_size <= LOG_MAX_BYTES for name in names), names
+
+
 def test_sigint_stops_every_process_dev_started(dev: Dev):
     started = descendants(dev.process.pid)
     assert len(started) >= 4, started  # webserver, daemon and their code servers
@@ -356,5 +430,10 @@ def test_sigint_stops_every_process_dev_started(dev: Dev):
     assert dev.process.returncode == 0, output
     assert [pid for pid in started if alive(pid)] == []
     assert "tdsync dev stopped." in output
+    # Not a terminal: every address on one line, whole, to copy from a log.
+    assert f"  home         {dev.home / 'home'}\n" in output
+    assert f"  API          {dev.api}  (OpenAPI docs at {dev.api}/docs)\n" in output
+    assert f"  Dagster UI   {dev.ui}\n" in output
+    assert f"(rotated at {LOG_MAX_BYTES // 1024} KiB)" in output
     assert get(f"{dev.api}/health")[0] == 0
     assert get(f"{dev.ui}/server_info")[0] == 0

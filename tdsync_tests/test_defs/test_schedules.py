@@ -9,7 +9,11 @@ from tdsync.definitions import defs
 from tdsync.defs.partitions import CONNECTIONS
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.defs.resources import CatalogueResource
-from tdsync.defs.schedules import refresh_connections_on_schedule
+from tdsync.defs.schedules import (
+    NEXT_REFRESH_TAG,
+    SCHEDULE_TAG,
+    refresh_connections_on_schedule,
+)
 from tdsync.errors import ValidationFailed
 from tdsync.store import CatalogueStore
 
@@ -55,6 +59,22 @@ def test_due_connection_gets_one_run_request_keyed_by_connection_and_fire_time(s
     assert request.run_config == {}
 
 
+def test_a_scheduled_run_carries_its_connections_cron_and_next_refresh(store, sqlite_path):
+    add(store, "quarterly", "*/15 * * * *", sqlite_path)
+
+    [request] = tick(at(10, 15)).run_requests
+
+    assert request.tags[SCHEDULE_TAG] == "*/15 * * * *"
+    assert request.tags[NEXT_REFRESH_TAG] == "2026-03-02 10:30 UTC"
+
+
+def test_the_schedule_says_it_refreshes_each_connection_on_its_own_cron():
+    description = refresh_connections_on_schedule.description
+
+    assert "only when its own refresh_schedule" in description
+    assert "next refresh" in description
+
+
 def test_every_connection_due_in_the_same_minute_gets_its_own_run(store, sqlite_path):
     a = add(store, "a", "0 * * * *", sqlite_path)
     b = add(store, "b", "@hourly", sqlite_path)
@@ -72,7 +92,13 @@ def test_tick_between_fire_times_skips_saying_when_the_next_is_due(store, sqlite
     result = tick(at(10, 7))
 
     assert result.run_requests == []
-    assert result.skip_message == ("2 connections scheduled, none due until 2026-03-02 10:15 UTC")
+    # Issue 15: each connection's cron and next refresh are listed, so one schedule ticking every
+    # minute does not read as every connection refreshing every minute.
+    assert result.skip_message == (
+        "2 connections scheduled, none due until 2026-03-02 10:15 UTC "
+        "(quarterly: */15 * * * *, next 2026-03-02 10:15 UTC; "
+        "weekdays: 30 9 * * mon-fri, next 2026-03-03 09:30 UTC)"
+    )
 
 
 def test_without_any_refresh_schedule_the_tick_says_so(store, sqlite_path):

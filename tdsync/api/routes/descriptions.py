@@ -35,11 +35,18 @@ async def refresh_table_descriptions(body: RefreshRequest, state: State) -> list
     connection = await run_in_threadpool(
         lambda: state.store().get_connection(body.db_connection_id)
     )
-    return await state.refreshes.run(connection.id, lambda: _refresh(state, connection.id))
+    allow_empty = sorted(set(body.allow_empty_schemas or []))
+    # A refresh confirming empty schemas shares no run with plain ones: only its own honours it.
+    key = "\0".join([connection.id, *allow_empty])
+    return await state.refreshes.run(key, lambda: _refresh(state, connection.id, allow_empty))
 
 
-def _refresh(state: ApiState, connection_id: str) -> list[TableDescription]:
-    runs.refresh(connection_id, trigger=WEBHOOK_TRIGGER)
+def _refresh(
+    state: ApiState, connection_id: str, allow_empty_schemas: list[str]
+) -> list[TableDescription]:
+    runs.refresh(
+        connection_id, trigger=WEBHOOK_TRIGGER, allow_empty_schemas=allow_empty_schemas or None
+    )
     return state.store().list_descriptions(connection_id)
 
 
