@@ -247,7 +247,7 @@ def _connections_update(args: argparse.Namespace) -> None:
     from tdsync.api.schemas import ConnectionUpdate
     from tdsync.config import Settings
     from tdsync.errors import ValidationFailed
-    from tdsync.sources import check_connection
+    from tdsync.registration import change_connection
 
     fields = ("alias", "connection_uri", "schemas", "refresh_schedule")
     changes = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
@@ -266,14 +266,12 @@ def _connections_update(args: argparse.Namespace) -> None:
             "invalid connection fields", exc.errors(include_url=False, include_context=False)
         ) from None
     store = _store()
-    conn = store.get_connection(args.connection)
-    if "connection_uri" in changes or changes.get("schemas"):
-        check_connection(
-            changes.get("connection_uri") or store.connection_uri(conn.id),
-            changes.get("schemas", conn.schemas),
-            timeout_s=Settings.from_env().source_timeout_s,
-        )
-    conn = store.update_connection(conn.id, **changes)
+    conn = change_connection(
+        store,
+        store.get_connection(args.connection),
+        changes,
+        timeout_s=Settings.from_env().source_timeout_s,
+    )
     console.print(f"updated [cyan]{escape(conn.alias)}[/] {conn.connection_uri} id={conn.id}")
 
 

@@ -98,6 +98,22 @@ def test_update_never_shows_the_password(tdsync, store, pg_url):
     assert store.connection_uri("warehouse") == with_password
 
 
+def test_update_with_the_uri_as_listed_keeps_the_stored_password(tdsync, store, pg_url):
+    with_password = pg_url.replace("postgres@", "postgres:s3cret-pw@")
+    assert tdsync("connections", "add", "warehouse", with_password).returncode == 0
+    masked = with_password.replace("s3cret-pw", "*****")
+
+    updated = tdsync("connections", "update", "warehouse", "--uri", masked)
+    moved = tdsync(
+        "connections", "update", "warehouse", "--uri", masked.replace("127.0.0.1", "localhost")
+    )
+
+    assert updated.returncode == 0, updated.stderr
+    assert store.connection_uri("warehouse") == with_password
+    assert moved.returncode == 1 and "invalid_database_connection" in moved.stderr
+    assert store.connection_uri("warehouse") == with_password
+
+
 def test_an_emptied_schema_is_refused_with_the_way_out_then_deprecated_once_confirmed(
     tdsync, store, shop, sqlite_path
 ):

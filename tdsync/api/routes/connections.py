@@ -14,9 +14,8 @@ from tdsync.api.errors import error_responses
 from tdsync.api.schemas import ConnectionCreate, ConnectionUpdate, IdInPath
 from tdsync.config import Settings
 from tdsync.models import DatabaseConnection
-from tdsync.registration import register_connection
+from tdsync.registration import change_connection, register_connection
 from tdsync.scan.launch import WEBHOOK_TRIGGER
-from tdsync.sources import check_connection
 
 # Registration waits for this at most, whatever TDSYNC_SOURCE_TIMEOUT_S allows a refresh.
 CHECK_TIMEOUT_S = 5.0
@@ -62,17 +61,9 @@ def update_connection(
     db_connection_id: IdInPath, body: ConnectionUpdate, state: State, store: Store
 ) -> DatabaseConnection:
     connection = store.get_connection(path_id(db_connection_id, what="db_connection_id"))
-    changes = body.changes()
-    if "connection_uri" in changes:
-        changes["connection_uri"] = store.unmasked_uri(connection.id, changes["connection_uri"])
-    if {"connection_uri", "use_ssh", "ssh_settings"} & changes.keys() or changes.get("schemas"):
-        check_connection(
-            changes.get("connection_uri") or store.connection_uri(connection.id),
-            changes.get("schemas", connection.schemas),
-            timeout_s=_timeout_s(state.settings),
-            ssh=store.ssh_settings(connection.id, changes),
-        )
-    return store.update_connection(connection.id, **changes)
+    return change_connection(
+        store, connection, body.changes(), timeout_s=_timeout_s(state.settings)
+    )
 
 
 @router.delete(
