@@ -60,6 +60,9 @@ class SchemaChange(BaseModel):
     added: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
     type_changed: list[str] = Field(default_factory=list)
+    renamed_from: str | None = None  # the table's name before a refresh found it renamed
+    # Columns a scan found renamed: old name -> new name (their descriptions follow them).
+    renamed_columns: dict[str, str] = Field(default_factory=dict)
 
 
 class TableDescription(BaseModel):
@@ -121,6 +124,7 @@ def new_description_doc(
     table_name: str,
     table_type: TableType,
     now: datetime,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """The Mongo document of a table seen for the first time."""
     return {
@@ -140,4 +144,5 @@ def new_description_doc(
         "created_at": now,
         "metadata": None,
         "schema_changes": [],
+        "fingerprint": fingerprint,
     }

@@ -57,6 +57,7 @@ class TableScan:
     """The outcome for one table: its structure and sample, or the error that stopped it."""
 
     target: ScanTarget
+    fingerprint: str | None = None  # structural, from the catalog (tdsync.fingerprints)
     columns: list[ColumnDescription] = field(default_factory=list)
     table_schema: str | None = None
     examples: list[dict[str, Any]] = field(default_factory=list)

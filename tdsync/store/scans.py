@@ -406,6 +406,7 @@ def _settling_update(
             "columns": merge_columns(stored, scan.columns),
             "examples": scan.examples,
             "last_schema_sync": now,
+            "fingerprint": scan.fingerprint,
         },
         "$unset": done,
     }
