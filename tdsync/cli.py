@@ -87,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read no rows: columns, keys and DDL only (no categories, no example rows)",
     )
+    p.add_argument(
+        "--changed",
+        action="store_true",
+        help="re-read only tables never scanned, FAILED, or changed in structure since their scan",
+    )
 
     conns = sub.add_parser("connections", help="Add, list and remove connections.")
     conns.set_defaults(func=lambda args: conns.print_help())
@@ -151,7 +156,10 @@ def _refresh(args: argparse.Namespace) -> None:
 def _scan(args: argparse.Namespace) -> None:
     from tdsync.cli_scan import NO_DATA_SCAN, scan_with_progress
 
-    options = NO_DATA_SCAN if args.no_data else None
+    options = {
+        **(NO_DATA_SCAN if args.no_data else {}),
+        **({"changed_only": True} if args.changed else {}),
+    }
     scan_with_progress(console, _store(), args.connection, args.tables, options=options)
 
 

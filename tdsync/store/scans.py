@@ -74,7 +74,7 @@ class ScansMixin(StoreBase):
         table is gone) are never scanned and are left out.
         """
         fields = {k: 1 for k in ("db_connection_id", "schema_name", "table_name", "table_type")}
-        fields["status"] = 1
+        fields.update(status=1, fingerprint=1, last_schema_sync=1)
         query: dict[str, Any] = {}
         if connection_id is not None:
             query["db_connection_id"] = connection_id
@@ -115,6 +115,8 @@ class ScansMixin(StoreBase):
                 table_name=d["table_name"],
                 table_type=TableType(d.get("table_type") or TableType.TABLE),
                 status=Status(d["status"]),
+                fingerprint=d.get("fingerprint"),
+                last_schema_sync=as_utc(d.get("last_schema_sync")),
             )
             for d in docs
             if d["status"] != Status.DEPRECATED.value

@@ -1,15 +1,19 @@
-"""A catalogue that follows renames: the refresh job on real PostgreSQL, MariaDB, SQLite and DuckDB.
+"""A catalogue that follows change (issue 17), on real PostgreSQL, MariaDB, SQLite and DuckDB.
 
 A renamed table or view keeps its id and everything people wrote on it; a column renamed between
-two scans keeps its description. Ambiguous matches and moves across schemas are not renames.
+two scans keeps its description; ambiguous matches and moves across schemas are not renames. A
+changed-only scan re-reads only what changed.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tdsync import runs
 from tdsync.store import CatalogueStore
@@ -187,3 +191,55 @@ def test_table_moved_to_another_schema_is_no_rename(store: CatalogueStore, tmp_p
         assert (summary["renamed"], summary["added"], summary["deprecated"]) == (0, 1, 1)
     finally:
         sources.close()
+
+
+@contextmanager
+def source_statements() -> Iterator[list[str]]:
+    """Every statement any engine of this process sends while inside, with its parameters."""
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def before(conn, cursor, statement, parameters, context, executemany) -> None:
+        with lock:
+            seen.append(f"{statement} {parameters!r}")
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", before)
+
+
+def test_changed_only_scan_rereads_the_altered_table_alone(
+    store: CatalogueStore, source: tuple[str, str], shop: str
+) -> None:
+    with source_statements() as full:
+        assert runs.scan(shop, trigger="cli")["scanned"] == 3
+    before = {d.table_name: d.last_schema_sync for d in store.list_descriptions(shop)}
+    run_statements(source[1], ["ALTER TABLE customers ADD COLUMN email VARCHAR(80)"])
+
+    with source_statements() as changed:
+        summary = runs.scan(shop, trigger="cli", options={"changed_only": True})
+    assert (summary["tables"], summary["scanned"]) == (1, 1)
+    after = {d.table_name: d for d in store.list_descriptions(shop)}
+    assert [c.name for c in after["customers"].columns] == ["id", "name", "email"]
+    assert after["customers"].last_schema_sync > before["customers"]
+    assert after["orders"].last_schema_sync == before["orders"]
+    assert after["big_orders"].last_schema_sync == before["big_orders"]
+    # Only the one catalog query that fingerprints the connection's tables names the others.
+    touching_orders = [s for s in changed if "orders" in s]
+    assert len(touching_orders) == 1, touching_orders
+    assert len(changed) < len(full)
+
+    with source_statements() as unchanged:
+        summary = runs.scan(shop, trigger="cli", options={"changed_only": True})
+    assert summary["tables"] == 0
+    assert len([s for s in unchanged if "customers" in s]) == 1
+
+
+def test_changed_only_scan_rereads_data_older_than_its_max_age(
+    store: CatalogueStore, source: tuple[str, str], shop: str
+) -> None:
+    runs.scan(shop, trigger="cli")
+    summary = runs.scan(shop, trigger="cli", options={"changed_only": True, "data_max_age_s": 0})
+    assert summary["tables"] == 3

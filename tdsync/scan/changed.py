@@ -1,0 +1,30 @@
+"""Which tables a changed-only scan re-reads. No I/O.
+
+A table is re-read when it was never scanned, its last scan FAILED, its structural fingerprint
+(tdsync.fingerprints) differs from the one its last scan recorded, or its data (categories,
+examples) is older than the connection's `data_max_age`; the others stay as they are.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from tdsync.models import Status
+from tdsync.scan.model import ScanTarget
+
+DATA_MAX_AGE = timedelta(days=7)
+
+
+def needs_scan(
+    target: ScanTarget,
+    live_fingerprint: str | None,
+    now: datetime,
+    data_max_age: timedelta = DATA_MAX_AGE,
+) -> bool:
+    return (
+        target.last_schema_sync is None
+        or target.status in (Status.NOT_SCANNED, Status.FAILED)
+        or target.fingerprint is None
+        or target.fingerprint != live_fingerprint
+        or now - target.last_schema_sync > data_max_age
+    )
