@@ -49,10 +49,27 @@ def read_fingerprints(conn: sa.Connection, tables: dict[str, set[str] | None]) -
     found: Fingerprints = {}
     for schema, names in tables.items():
         named = sorted(names) if names is not None and len(names) <= _MAX_NAMED else None
-        for name, kind, structure in _catalog_rows(conn, schema, named):
+        try:
+            rows = list(_catalog_rows(conn, schema, named))
+        except sa.exc.DBAPIError:
+            # One unreadable object (SQLite: a view over a dropped table) fails the batch: read
+            # one by one, and leave out those that fail (their scan or reflection says why).
+            conn.rollback()
+            rows = [] if names is None else _one_by_one(conn, schema, sorted(names))
+        for name, kind, structure in rows:
             if names is None or name in names:
                 found[(schema, name)] = fingerprint(kind, structure)
     return found
+
+
+def _one_by_one(conn: sa.Connection, schema: str, names: list[str]) -> list:
+    rows = []
+    for name in names:
+        try:
+            rows += _catalog_rows(conn, schema, [name])
+        except sa.exc.DBAPIError:
+            conn.rollback()
+    return rows
 
 
 def fingerprint(kind: str, structure: object) -> str:
