@@ -42,21 +42,20 @@ def cron_problem(expression: str) -> str | None:
     return None
 
 
-def validate_refresh_schedule(expression: str | None) -> str | None:
-    """The schedule, trimmed; raises ValidationFailed (422) for a cron string that cannot run."""
+def validate_refresh_schedule(
+    expression: str | None, field: str = "refresh_schedule"
+) -> str | None:
+    """The schedule (`field`: refresh_schedule or scan_schedule), trimmed; raises
+    ValidationFailed (422) for a cron string that cannot run."""
     if expression is None:
         return None
     if not isinstance(expression, str):
         raise ValidationFailed(
-            "refresh_schedule must be a cron string or null",
-            {"field": "refresh_schedule", "value": repr(expression)},
+            f"{field} must be a cron string or null", {"field": field, "value": repr(expression)}
         )
     problem = cron_problem(expression)
     if problem:
-        raise ValidationFailed(
-            f"invalid refresh_schedule: {problem}",
-            {"field": "refresh_schedule", "value": expression},
-        )
+        raise ValidationFailed(f"invalid {field}: {problem}", {"field": field, "value": expression})
     return expression.strip()
 
 
@@ -89,11 +88,12 @@ class ScheduleCheck:
     scheduled: int = 0
     next_fire: datetime | None = None
     invalid: dict[str, str] = field(default_factory=dict)  # alias -> problem
+    schedule_field: str = "refresh_schedule"
 
     def skip_reason(self) -> str:
         """Why this tick requests nothing, in a sentence for the Dagster UI."""
         if self.scheduled == 0 and not self.invalid:
-            return "no connection has a refresh_schedule"
+            return f"no connection has a {self.schedule_field}"
         parts = []
         if self.scheduled:
             plural = "connection" if self.scheduled == 1 else "connections"
@@ -105,12 +105,17 @@ class ScheduleCheck:
             parts.append(f"{self.scheduled} {plural} scheduled, {until}")
         if self.invalid:
             bad = "; ".join(f"{alias}: {problem}" for alias, problem in self.invalid.items())
-            parts.append(f"{len(self.invalid)} with an invalid refresh_schedule ({bad})")
+            parts.append(f"{len(self.invalid)} with an invalid {self.schedule_field} ({bad})")
         return "; ".join(parts)
 
 
-def due_refreshes(connections: Iterable[DatabaseConnection], tick: datetime) -> ScheduleCheck:
-    """Which connections have a cron fire time in the minute ending at `tick` (inclusive)."""
+def due_refreshes(
+    connections: Iterable[DatabaseConnection],
+    tick: datetime,
+    schedule_field: str = "refresh_schedule",
+) -> ScheduleCheck:
+    """Which connections have a cron fire time in the minute ending at `tick` (inclusive), by
+    their `schedule_field` (refresh_schedule, or scan_schedule for scheduled scans)."""
     tick = tick.astimezone(UTC)
     window_start = tick - TICK
     due: list[DueRefresh] = []
@@ -118,16 +123,23 @@ def due_refreshes(connections: Iterable[DatabaseConnection], tick: datetime) -> 
     scheduled = 0
     next_fire: datetime | None = None
     for conn in connections:
-        if conn.refresh_schedule is None:
+        cron = getattr(conn, schedule_field)
+        if cron is None:
             continue
-        problem = cron_problem(conn.refresh_schedule)
+        problem = cron_problem(cron)
         if problem:
             invalid[conn.alias] = problem
             continue
         scheduled += 1
-        fired = last_fire_at_or_before(conn.refresh_schedule, tick)
+        fired = last_fire_at_or_before(cron, tick)
         if fired > window_start:
             due.append(DueRefresh(conn.id, fired))
-        upcoming = next_fire_after(conn.refresh_schedule, tick)
+        upcoming = next_fire_after(cron, tick)
         next_fire = upcoming if next_fire is None else min(next_fire, upcoming)
-    return ScheduleCheck(due=due, scheduled=scheduled, next_fire=next_fire, invalid=invalid)
+    return ScheduleCheck(
+        due=due,
+        scheduled=scheduled,
+        next_fire=next_fire,
+        invalid=invalid,
+        schedule_field=schedule_field,
+    )

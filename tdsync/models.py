@@ -23,6 +23,9 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
+DATA_MAX_AGE_S = 7 * 86_400  # a connection's default data_max_age_s
+
+
 class Status(StrEnum):
     NOT_SCANNED = "NOT_SCANNED"
     SYNCHRONIZING = "SYNCHRONIZING"
@@ -103,6 +106,11 @@ class DatabaseConnection(BaseModel):
     connection_uri: str
     schemas: list[str] | None = None
     refresh_schedule: str | None = None
+    # Issue 17: scan what a refresh found new, restored or renamed; a changed-only scan on a cron;
+    # a changed-only scan re-reads an unchanged table's data once it is older than this.
+    auto_scan: bool = False
+    scan_schedule: str | None = None
+    data_max_age_s: int = DATA_MAX_AGE_S
     metadata: dict[str, Any] | None = None
     created_at: datetime | None = None
     last_refreshed_at: datetime | None = None

@@ -27,6 +27,8 @@ from tdsync.limits import (
     check_metadata_size,
     normalise_alias,
 )
+from tdsync.models import DATA_MAX_AGE_S
+from tdsync.scan.model import DataMaxAge
 
 OBJECT_ID_PATTERN = r"^[0-9a-fA-F]{24}$"
 
@@ -105,6 +107,14 @@ def _not_null(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+AutoScan = Annotated[
+    bool, Field(description="scan the tables each refresh finds new, restored or renamed")
+]
+ScanSchedule = Annotated[
+    CronString, Field(description="cron (UTC) for a changed-only scan of the whole connection")
+]
+
+
 class ConnectionCreate(BaseModel):
     alias: Alias
     connection_uri: ConnectionUri
@@ -112,9 +122,12 @@ class ConnectionCreate(BaseModel):
         default=None, description="schemas to catalogue; null: the database's default schema"
     )
     refresh_schedule: CronString | None = None
+    auto_scan: AutoScan = False
+    scan_schedule: ScanSchedule | None = None
+    data_max_age_s: DataMaxAge = DATA_MAX_AGE_S
     metadata: Metadata | None = None
 
-    _check_cron = field_validator("refresh_schedule")(_cron)
+    _check_cron = field_validator("refresh_schedule", "scan_schedule")(_cron)
 
 
 class ConnectionUpdate(BaseModel):
@@ -122,10 +135,15 @@ class ConnectionUpdate(BaseModel):
     connection_uri: ConnectionUri | SkipJsonSchema[None] = None
     schemas: list[SchemaName] | None = None
     refresh_schedule: CronString | None = None
+    auto_scan: AutoScan | SkipJsonSchema[None] = None
+    scan_schedule: ScanSchedule | None = None
+    data_max_age_s: DataMaxAge | SkipJsonSchema[None] = None
     metadata: Metadata | None = None
 
-    _check_cron = field_validator("refresh_schedule")(_cron)
-    _check_set = field_validator("alias", "connection_uri")(_not_null)
+    _check_cron = field_validator("refresh_schedule", "scan_schedule")(_cron)
+    _check_set = field_validator("alias", "connection_uri", "auto_scan", "data_max_age_s")(
+        _not_null
+    )
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)

@@ -13,7 +13,7 @@ from tdsync.credentials import dialect_of, mask_uri
 from tdsync.cron import validate_refresh_schedule
 from tdsync.errors import ConnectionNotFound, DuplicateAlias, ValidationFailed
 from tdsync.limits import normalise_alias
-from tdsync.models import DatabaseConnection, utcnow
+from tdsync.models import DATA_MAX_AGE_S, DatabaseConnection, utcnow
 from tdsync.store.base import StoreBase, object_id, storage_errors
 
 
@@ -27,9 +27,13 @@ class ConnectionsMixin(StoreBase):
         connection_uri: str,
         schemas: list[str] | None = None,
         refresh_schedule: str | None = None,
+        auto_scan: bool = False,
+        scan_schedule: str | None = None,
+        data_max_age_s: int = DATA_MAX_AGE_S,
         metadata: dict[str, Any] | None = None,
     ) -> DatabaseConnection:
         refresh_schedule = validate_refresh_schedule(refresh_schedule)
+        scan_schedule = validate_refresh_schedule(scan_schedule, "scan_schedule")
         alias = _alias(alias)
         doc = {
             "_id": ObjectId(),
@@ -38,6 +42,9 @@ class ConnectionsMixin(StoreBase):
             "connection_uri": self.cipher.encrypt(connection_uri),
             "schemas": schemas or None,
             "refresh_schedule": refresh_schedule,
+            "auto_scan": bool(auto_scan),
+            "scan_schedule": scan_schedule,
+            "data_max_age_s": data_max_age_s,
             "metadata": metadata,
             "created_at": utcnow(),
             "last_refreshed_at": None,
@@ -60,8 +67,8 @@ class ConnectionsMixin(StoreBase):
                 update["connection_uri"] = self.cipher.encrypt(value)
             elif key == "schemas":
                 update["schemas"] = value or None
-            elif key == "refresh_schedule":
-                update[key] = validate_refresh_schedule(value)
+            elif key in ("refresh_schedule", "scan_schedule"):
+                update[key] = validate_refresh_schedule(value, key)
             elif key == "alias":
                 update[key] = _alias(value)
             else:
