@@ -106,6 +106,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--schedule", dest="refresh_schedule", help="cron string for scheduled refreshes"
     )
+    p.add_argument(
+        "--auto-scan",
+        action="store_true",
+        help="scan the tables each refresh finds new, restored or renamed",
+    )
+    p.add_argument(
+        "--scan-schedule", help="cron string for changed-only scans of the whole connection"
+    )
     p = csub.add_parser("list", help="List connections (passwords masked).")
     p.set_defaults(func=_connections_list)
     p = csub.add_parser("remove", help="Remove a connection and its descriptions.")
@@ -168,7 +176,9 @@ def _connections_add(args: argparse.Namespace) -> None:
     from tdsync.cron import validate_refresh_schedule
     from tdsync.sources import check_connection
 
-    validate_refresh_schedule(args.refresh_schedule)  # before connecting, which can take seconds
+    # Before connecting, which can take seconds.
+    validate_refresh_schedule(args.refresh_schedule)
+    validate_refresh_schedule(args.scan_schedule, "scan_schedule")
     check_connection(
         args.connection_uri, args.schemas, timeout_s=Settings.from_env().source_timeout_s
     )
@@ -177,6 +187,8 @@ def _connections_add(args: argparse.Namespace) -> None:
         connection_uri=args.connection_uri,
         schemas=args.schemas,
         refresh_schedule=args.refresh_schedule,
+        auto_scan=args.auto_scan,
+        scan_schedule=args.scan_schedule,
     )
     console.print(f"added [cyan]{conn.alias}[/] {conn.connection_uri} id={conn.id}")
 

@@ -122,6 +122,7 @@ def write_statuses(
         "renamed_tables": _names(
             (r.stored.schema_name, f"{r.stored.table_name} -> {r.table_name}") for r in plan.renames
         ),
+        "tables_found": _found(plan),
     }
     # The plan's own counts, not counted in the store again: on SecantusDB each count reads
     # every matching document (0.3 s for 10,000).
@@ -154,6 +155,24 @@ refresh_table_descriptions = dg.define_asset_job(
     tags={TRIGGER_TAG: "ui"},
     description="Refreshes one connection: materializes its table_descriptions partition.",
 )
+
+
+# Past this, tables_found is left empty and an auto-scan is a changed-only scan of the connection
+# (which picks the same NOT_SCANNED rows), rather than a materialization event of megabytes.
+TABLES_FOUND_MAX = 1_000
+
+
+def _found(plan: RefreshPlan) -> dg.MetadataValue:
+    """The tables an auto-scan scans (sensors.scan_what_refreshes_found): added, restored and
+    renamed ones, as `schema.table` (their names now)."""
+    found = [
+        *((t.schema_name, t.table_name) for t in plan.inserts),
+        *(r.stored.key for r in plan.restores),
+        *((r.stored.schema_name, r.table_name) for r in plan.renames),
+    ]
+    if len(found) > TABLES_FOUND_MAX:
+        return dg.MetadataValue.json(None)
+    return dg.MetadataValue.json([".".join(key) for key in found])
 
 
 def _names(keys) -> dg.MetadataValue:

@@ -7,7 +7,7 @@ when its lease runs out (the next refresh or scan) or at once through the run-fa
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import dagster as dg
 
@@ -20,7 +20,7 @@ from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, fa
 from tdsync.errors import TdsyncError
 from tdsync.models import utcnow
 from tdsync.scan import ScanOptions, ScanTarget
-from tdsync.scan.changed import DATA_MAX_AGE, needs_scan
+from tdsync.scan.changed import changed
 from tdsync.scan.model import Concurrency, DataMaxAge, ExampleRows, MaxCategories, SampleRows
 from tdsync.scan.recorder import ScanRecorder
 from tdsync.store import CatalogueStore, lease_expiry
@@ -36,9 +36,10 @@ class ScanConfig(dg.Config):
     sample_rows: SampleRows = 10_000
     concurrency: Concurrency = 4
     # Re-read only tables never scanned, FAILED, changed in structure, or whose data is older
-    # than data_max_age_s (tdsync.scan.changed); the others stay as they are.
+    # than data_max_age_s (tdsync.scan.changed; None: the connection's); the others stay as
+    # they are.
     changed_only: bool = False
-    data_max_age_s: DataMaxAge = int(DATA_MAX_AGE.total_seconds())
+    data_max_age_s: DataMaxAge | None = None
 
 
 @dataclass(frozen=True)
@@ -164,10 +165,10 @@ def _changed(
         connection_uri=store.connection_uri(conn.id),
         tables=[(t.schema_name, t.table_name) for t in named],
     )
-    max_age = timedelta(seconds=config.data_max_age_s)
-    return [
-        t.id for t in named if needs_scan(t, live.get((t.schema_name, t.table_name)), now, max_age)
-    ]
+    max_age_s = config.data_max_age_s
+    if max_age_s is None:
+        max_age_s = store.get_connection(conn.id).data_max_age_s
+    return [t.id for t in changed(named, live, now, max_age_s)]
 
 
 def _fail_the_rest(

@@ -35,6 +35,11 @@ class SyncSchemasRequest(BaseModel):
     db_connection_id: ObjectIdStr | SkipJsonSchema[None] = None
     ids: Annotated[list[ObjectIdStr], Field(min_length=1)] | SkipJsonSchema[None] = None
     table_names: Annotated[list[str], Field(min_length=1)] | SkipJsonSchema[None] = None
+    changed_only: bool = Field(
+        default=False,
+        description="only tables never scanned, FAILED, changed in structure since their scan, "
+        "or whose data is older than the connection's data_max_age_s",
+    )
 
     @model_validator(mode="after")
     def _something_to_scan(self) -> SyncSchemasRequest:
@@ -57,6 +62,7 @@ def sync_schemas(body: SyncSchemasRequest, state: State) -> list[TableDescriptio
         db_connection_id=body.db_connection_id,
         ids=body.ids,
         table_names=body.table_names,
+        changed_only=body.changed_only,
         # runs.refresh joins a refresh of the connection already running rather than repeating it.
         refresh=lambda connection_id: runs.refresh(connection_id, trigger=WEBHOOK_TRIGGER),
     )
