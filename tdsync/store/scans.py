@@ -186,8 +186,11 @@ class ScansMixin(StoreBase):
             if ids is None:
                 _claim(self.descriptions, scannable, claim)
             else:
+                # One conditional update per id, not `_id: {$in}`: SecantusDB's update_many
+                # does not use the _id index for it (49 s for 1,000 of 10,000 rows; 1.7 s so),
+                # which a changed-only scan of many changed tables would pay.
                 for chunk in _chunked([ObjectId(i) for i in dict.fromkeys(ids)]):
-                    _claim(self.descriptions, {**scannable, "_id": {"$in": chunk}}, claim)
+                    _claim_each(self.descriptions, scannable, claim, chunk)
 
     def renew_scan_lease(self, connection_id: str, run_id: str, lease_expires_at: datetime) -> int:
         """Push back the lease of the rows a live scan run still holds."""
@@ -369,6 +372,20 @@ def _claim(descriptions: Collection, query: dict[str, Any], claim: dict[str, Any
             if exc.code not in TOO_LARGE_CODES:
                 raise
             _fail(descriptions, {"_id": doc["_id"]}, TOO_LARGE_TO_CLAIM)
+
+
+def _claim_each(
+    descriptions: Collection, query: dict[str, Any], claim: dict[str, Any], ids: list[ObjectId]
+) -> None:
+    """_claim for these ids, one conditional update each in one unordered bulk write."""
+    try:
+        descriptions.bulk_write([UpdateOne({**query, "_id": i}, claim) for i in ids], ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") not in TOO_LARGE_CODES for e in errors):
+            raise
+        for error in errors:
+            _fail(descriptions, {"_id": ids[error["index"]]}, TOO_LARGE_TO_CLAIM)
 
 
 def _fail(descriptions: Collection, query: dict[str, Any], reason: str) -> None:
