@@ -186,13 +186,14 @@ class ScansMixin(StoreBase):
             if ids is None:
                 _claim(self.descriptions, scannable, claim)
             else:
-                # One update by _id each, with no `$or`, rows already held found beforehand:
-                # SecantusDB uses no index for an `_id: {$in}` update_many, nor for a query with
-                # an `$or` (1,000 of 10,000 rows: 49 s that way, 0.3 s so), which a
-                # changed-only scan of many changed tables would pay.
+                # One update by _id alone each (the ids are the connection's: callers read them
+                # from its rows), the rows already held found beforehand: SecantusDB uses no
+                # index for an `_id: {$in}` update_many nor for an `$or`, and for a filter on the
+                # connection it scans the connection's rows (1,000 of 10,000 rows: 49 s that
+                # way), which a changed-only scan of many changed tables would pay.
                 held = self._held(connection_id, run_id, now + (lease_expires_at - now) / 2)
                 todo = [oid for oid in dict.fromkeys(map(ObjectId, ids)) if oid not in held]
-                by_id = {k: v for k, v in scannable.items() if k != "$or"}
+                by_id = {"status": {"$ne": Status.DEPRECATED.value}}
                 for chunk in _chunked(todo):
                     _claim_each(self.descriptions, by_id, claim, chunk)
 
