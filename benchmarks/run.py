@@ -52,6 +52,7 @@ RESULTS = HERE / "results"
 WARM_TARGET_S = 0.65
 CHURN_TARGET_S = 2.0
 CHURN_WRITE_ROUND_TRIPS = 3
+RENAME_WRITE_ROUND_TRIPS = 4  # issue 17
 HTTP_RATIO_TARGET = 3.0
 SCAN_METADATA_TARGET_S = 15.0
 SCAN_FULL_TARGET_S = 120.0
@@ -63,6 +64,9 @@ PEAK_MB_TARGET = 500.0
 # read. Full: the job's defaults (categories from statistics or a bounded sample, 3 examples).
 METADATA_SCAN = {"example_rows": 0, "max_categories": 0}
 FULL_SCAN: dict[str, Any] = {}
+# Issue 17: a metadata scan that re-reads only tables never scanned or changed in structure.
+CHANGED_SCAN = {**METADATA_SCAN, "changed_only": True}
+CHANGED_COLUMN = "bench_changed"
 
 
 class Bench:
@@ -315,6 +319,107 @@ class Bench:
                     )
                     self.client.drop_database(db)
 
+    # -- issue 17: a catalogue that follows change ------------------------------------------
+
+    def changed_only_scan(self, pg_uri: str) -> None:
+        """A full metadata scan, then changed-only scans after 10 / 100 / 1,000 tables (disjoint
+        sets) gained a column, in the same catalogue; the columns are dropped again after."""
+        schemas = pg_schemas(self.args.tables)
+        sizes = [int(n) for n in self.args.changed_sizes.split(",") if n]
+        for k in range(self.args.runs):
+            db = f"bench_changed_{k}"
+            self.client.drop_database(db)
+            conn = self.store(db).add_connection(
+                alias="changed", connection_uri=pg_uri, schemas=schemas
+            )
+            self.worker("refresh", db, conn.id, pg_uri)  # the rows to scan; not measured
+            run = self.worker("scan", db, conn.id, pg_uri, scan_config=METADATA_SCAN)
+            self.record(
+                source="postgresql",
+                tables=self.args.tables,
+                scenario="scan metadata",
+                impl="tdsync",
+                run=run,
+            )
+            altered: list[tuple[str, str]] = []
+            try:
+                for n in sizes:
+                    tables = sources_data.spread(n, len(schemas), offset=len(altered))
+                    sources_data.pg_add_column(tables, CHANGED_COLUMN)
+                    altered += tables
+                    run = self.worker("scan", db, conn.id, pg_uri, scan_config=CHANGED_SCAN)
+                    self.record(
+                        source="postgresql",
+                        tables=self.args.tables,
+                        scenario=f"scan changed-only, {n} changed",
+                        impl="tdsync",
+                        run=run,
+                    )
+            finally:
+                sources_data.pg_drop_column(altered, CHANGED_COLUMN)
+                self.client.drop_database(db)
+
+    def rename_refresh(self, pg_uri: str) -> None:
+        """Cold and warm refresh, N drops + N adds, and N renames + N drops + N adds, in one
+        catalogue. The renamed tables get a column of their own first: every table of the
+        benchmark database has one structure, so without it no rename is unambiguous."""
+        schemas = pg_schemas(self.args.tables)
+        n, churn = len(schemas), self.args.churn
+        renamed = sources_data.spread(churn, n)
+        marks = [f"rename_mark_{i}" for i in range(churn)]
+        for k in range(self.args.runs):
+            db = f"bench_renames_{k}"
+            self.client.drop_database(db)
+            conn = self.store(db).add_connection(
+                alias="renames", connection_uri=pg_uri, schemas=schemas
+            )
+            for (s, t), mark in zip(renamed, marks, strict=True):
+                sources_data.pg_add_column([(s, t)], mark)
+            pairs = [(s, t, f"{t}_renamed_{k}") for s, t in renamed]
+            try:
+                for scenario in ("refresh cold, fingerprints", "refresh warm"):
+                    run = self.worker("refresh", db, conn.id, pg_uri)
+                    self.record(
+                        source="postgresql",
+                        tables=self.args.tables,
+                        scenario=scenario,
+                        impl="tdsync",
+                        run=run,
+                    )
+                sources_data.pg_churn(2 * k, churn, n)
+                try:
+                    run = self.worker("refresh", db, conn.id, pg_uri)
+                    self.record(
+                        source="postgresql",
+                        tables=self.args.tables,
+                        scenario=f"refresh {churn} drop+{churn} add (same run)",
+                        impl="tdsync",
+                        run=run,
+                    )
+                finally:
+                    sources_data.pg_unchurn(2 * k, churn, n)
+                self.worker("refresh", db, conn.id, pg_uri)  # settle the restored; not measured
+                sources_data.pg_churn(2 * k + 1, churn, n)
+                sources_data.pg_rename(pairs)
+                try:
+                    run = self.worker("refresh", db, conn.id, pg_uri)
+                    self.record(
+                        source="postgresql",
+                        tables=self.args.tables,
+                        scenario=f"refresh {churn} rename+{churn} drop+{churn} add",
+                        impl="tdsync",
+                        run=run,
+                    )
+                    if run is not None:
+                        console.log(f"renames found: {run['output'].get('renamed')}")
+                finally:
+                    sources_data.pg_rename([(s, new, old) for s, old, new in pairs])
+                    sources_data.pg_unchurn(2 * k + 1, churn, n)
+            finally:
+                for (s, t), mark in zip(renamed, marks, strict=True):
+                    sources_data.pg_drop_column([(s, t)], mark)
+                self.client.drop_database(db)
+
     # -- report -----------------------------------------------------------------------------
 
     def summarise(self) -> list[dict[str, Any]]:
@@ -489,6 +594,9 @@ def target_of(row: dict[str, Any]) -> tuple[str, bool]:
                 f"≤{WARM_TARGET_S}s, ≤{PEAK_MB_TARGET:.0f}MB",
                 median <= WARM_TARGET_S and memory_ok,
             )
+        if "rename" in scenario:  # issue 17: ≤ 2x the same run's drop+add, read beside it
+            ok = td["description_writes"] <= RENAME_WRITE_ROUND_TRIPS
+            return f"≤{RENAME_WRITE_ROUND_TRIPS} writes", ok and memory_ok
         if scenario.startswith("refresh") and "drop" in scenario:
             ok = median <= CHURN_TARGET_S and td["description_writes"] <= CHURN_WRITE_ROUND_TRIPS
             return f"≤{CHURN_TARGET_S}s, ≤{CHURN_WRITE_ROUND_TRIPS} writes", ok and memory_ok
@@ -523,7 +631,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--baseline-scan-tables", type=int, default=1000, help="scan size the baseline also runs"
     )
-    p.add_argument("--only", default="", help="comma list of: pg,sqlite,http,scan")
+    p.add_argument("--only", default="", help="comma list of: pg,sqlite,http,scan,changed,renames")
+    p.add_argument(
+        "--changed-sizes", default="10,100,1000", help="tables altered per changed-only scan"
+    )
     p.add_argument(
         "--profile", type=Path, help="write a cProfile of every measured call into this folder"
     )
@@ -539,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     only = set(filter(None, args.only.split(",")))
     wanted = lambda part: not only or part in only  # noqa: E731
     # The 10,000-table PostgreSQL database is built (once, then reused) only when it is measured.
-    needs_pg = any(wanted(part) for part in ("pg", "http", "scan"))
+    needs_pg = any(wanted(part) for part in ("pg", "http", "scan", "changed", "renames"))
     pg_uri = sources_data.ensure_pg_database(log=console.log) if needs_pg else ""
     workdir = Path(tempfile.mkdtemp(prefix="tdsync-bench-"))
     bench = Bench(args, workdir)
@@ -552,6 +663,10 @@ def main(argv: list[str] | None = None) -> int:
             bench.http_refresh(pg_uri)
         if wanted("scan"):
             bench.postgres_scan(pg_uri)
+        if wanted("changed"):
+            bench.changed_only_scan(pg_uri)
+        if wanted("renames"):
+            bench.rename_refresh(pg_uri)
         rows = bench.summarise()
         path = bench.report(rows)
         console.print(f"results: {path}")

@@ -253,3 +253,30 @@ def sqlite_churn(path: Path, run: int, count: int) -> None:
         conn.executescript("\n".join(script))
     finally:
         conn.close()
+
+
+# -- issue 17: structural change, renames ----------------------------------------------------
+
+
+def spread(count: int, schemas: int, offset: int = 0) -> list[tuple[str, str]]:
+    """`count` non-head tables spread over the schemas from the top (t0999 down), clear of the
+    low indices pg_churn drops; `offset` skips the first ones, so calls can take disjoint sets."""
+    picked = []
+    for k in range(offset, offset + count):
+        slot = k // schemas
+        index = TABLES_PER_SCHEMA - 1 - ((slot // 9) * 10 + slot % 9)  # never a multiple of ten
+        picked.append((schema_name(k % schemas), table_name(index)))
+    return picked
+
+
+def pg_add_column(tables: list[tuple[str, str]], column: str) -> None:
+    _execute_pg([f"ALTER TABLE {s}.{t} ADD COLUMN {column} integer" for s, t in tables])
+
+
+def pg_drop_column(tables: list[tuple[str, str]], column: str) -> None:
+    _execute_pg([f"ALTER TABLE {s}.{t} DROP COLUMN IF EXISTS {column}" for s, t in tables])
+
+
+def pg_rename(pairs: list[tuple[str, str, str]]) -> None:
+    """(schema, old, new) renames."""
+    _execute_pg([f"ALTER TABLE {s}.{old} RENAME TO {new}" for s, old, new in pairs])

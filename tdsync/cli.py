@@ -120,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read no rows: columns, keys and DDL only (no categories, no example rows)",
     )
+    p.add_argument(
+        "--changed",
+        action="store_true",
+        help="re-read only tables never scanned, FAILED, or changed in structure since their scan",
+    )
 
     conns = sub.add_parser("connections", help="Add, list, update and remove connections.")
     conns.set_defaults(func=lambda args: conns.print_help())
@@ -133,6 +138,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--schedule", dest="refresh_schedule", help="cron string for scheduled refreshes"
+    )
+    p.add_argument(
+        "--auto-scan",
+        action="store_true",
+        help="scan the tables each refresh finds new, restored or renamed",
+    )
+    p.add_argument(
+        "--scan-schedule", help="cron string for changed-only scans of the whole connection"
     )
     p = csub.add_parser(
         "list", help="List connections (passwords masked), their schedules and last refresh."
@@ -193,7 +206,10 @@ def _refresh(args: argparse.Namespace) -> None:
 def _scan(args: argparse.Namespace) -> None:
     from tdsync.cli_scan import NO_DATA_SCAN, scan_with_progress
 
-    options = NO_DATA_SCAN if args.no_data else None
+    options = {
+        **(NO_DATA_SCAN if args.no_data else {}),
+        **({"changed_only": True} if args.changed else {}),
+    }
     scan_with_progress(console, _store(), args.connection, args.tables, options=options)
 
 
@@ -202,7 +218,9 @@ def _connections_add(args: argparse.Namespace) -> None:
     from tdsync.cron import validate_refresh_schedule
     from tdsync.registration import register_connection
 
-    validate_refresh_schedule(args.refresh_schedule)  # before connecting, which can take seconds
+    # Before connecting, which can take seconds.
+    validate_refresh_schedule(args.refresh_schedule)
+    validate_refresh_schedule(args.scan_schedule, "scan_schedule")
     conn = register_connection(
         _store(),
         trigger="cli",
@@ -211,6 +229,8 @@ def _connections_add(args: argparse.Namespace) -> None:
         connection_uri=args.connection_uri,
         schemas=args.schemas,
         refresh_schedule=args.refresh_schedule,
+        auto_scan=args.auto_scan,
+        scan_schedule=args.scan_schedule,
     )
     console.print(f"added [cyan]{conn.alias}[/] {conn.connection_uri} id={conn.id}")
 

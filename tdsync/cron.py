@@ -42,21 +42,20 @@ def cron_problem(expression: str) -> str | None:
     return None
 
 
-def validate_refresh_schedule(expression: str | None) -> str | None:
-    """The schedule, trimmed; raises ValidationFailed (422) for a cron string that cannot run."""
+def validate_refresh_schedule(
+    expression: str | None, field: str = "refresh_schedule"
+) -> str | None:
+    """The schedule (`field`: refresh_schedule or scan_schedule), trimmed; raises
+    ValidationFailed (422) for a cron string that cannot run."""
     if expression is None:
         return None
     if not isinstance(expression, str):
         raise ValidationFailed(
-            "refresh_schedule must be a cron string or null",
-            {"field": "refresh_schedule", "value": repr(expression)},
+            f"{field} must be a cron string or null", {"field": field, "value": repr(expression)}
         )
     problem = cron_problem(expression)
     if problem:
-        raise ValidationFailed(
-            f"invalid refresh_schedule: {problem}",
-            {"field": "refresh_schedule", "value": expression},
-        )
+        raise ValidationFailed(f"invalid {field}: {problem}", {"field": field, "value": expression})
     return expression.strip()
 
 
@@ -101,11 +100,12 @@ class ScheduleCheck:
     invalid: dict[str, str] = field(default_factory=dict)  # alias -> problem
     # alias -> (cron, next fire): what each scheduled connection does, for the tick's message.
     upcoming: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    schedule_field: str = "refresh_schedule"
 
     def skip_reason(self) -> str:
         """Why this tick requests nothing, in a sentence for the Dagster UI."""
         if self.scheduled == 0 and not self.invalid:
-            return "no connection has a refresh_schedule"
+            return f"no connection has a {self.schedule_field}"
         parts = []
         if self.scheduled:
             plural = "connection" if self.scheduled == 1 else "connections"
@@ -113,7 +113,7 @@ class ScheduleCheck:
             parts.append(f"{self.scheduled} {plural} scheduled, {until} ({self.schedules()})")
         if self.invalid:
             bad = "; ".join(f"{alias}: {problem}" for alias, problem in self.invalid.items())
-            parts.append(f"{len(self.invalid)} with an invalid refresh_schedule ({bad})")
+            parts.append(f"{len(self.invalid)} with an invalid {self.schedule_field} ({bad})")
         return "; ".join(parts)
 
     def schedules(self) -> str:
@@ -127,8 +127,13 @@ class ScheduleCheck:
         return "; ".join(shown[:SHOWN_SCHEDULES]) + (f"; … and {more} more" if more > 0 else "")
 
 
-def due_refreshes(connections: Iterable[DatabaseConnection], tick: datetime) -> ScheduleCheck:
-    """Which connections have a cron fire time in the minute ending at `tick` (inclusive)."""
+def due_refreshes(
+    connections: Iterable[DatabaseConnection],
+    tick: datetime,
+    schedule_field: str = "refresh_schedule",
+) -> ScheduleCheck:
+    """Which connections have a cron fire time in the minute ending at `tick` (inclusive), by
+    their `schedule_field` (refresh_schedule, or scan_schedule for scheduled scans)."""
     tick = tick.astimezone(UTC)
     window_start = tick - TICK
     due: list[DueRefresh] = []
@@ -137,19 +142,25 @@ def due_refreshes(connections: Iterable[DatabaseConnection], tick: datetime) -> 
     next_fire: datetime | None = None
     upcoming: dict[str, tuple[str, datetime]] = {}
     for conn in connections:
-        if conn.refresh_schedule is None:
+        cron = getattr(conn, schedule_field)
+        if cron is None:
             continue
-        problem = cron_problem(conn.refresh_schedule)
+        problem = cron_problem(cron)
         if problem:
             invalid[conn.alias] = problem
             continue
         scheduled += 1
-        fired = last_fire_at_or_before(conn.refresh_schedule, tick)
-        following = next_fire_after(conn.refresh_schedule, tick)
+        fired = last_fire_at_or_before(cron, tick)
+        following = next_fire_after(cron, tick)
         if fired > window_start:
-            due.append(DueRefresh(conn.id, fired, conn.refresh_schedule, following))
-        upcoming[conn.alias] = (conn.refresh_schedule, following)
+            due.append(DueRefresh(conn.id, fired, cron, following))
+        upcoming[conn.alias] = (cron, following)
         next_fire = following if next_fire is None else min(next_fire, following)
     return ScheduleCheck(
-        due=due, scheduled=scheduled, next_fire=next_fire, invalid=invalid, upcoming=upcoming
+        due=due,
+        scheduled=scheduled,
+        next_fire=next_fire,
+        invalid=invalid,
+        upcoming=upcoming,
+        schedule_field=schedule_field,
     )

@@ -28,13 +28,17 @@ def defs() -> dg.Definitions:
         assets=[table_descriptions],
         asset_checks=[table_description_checks],
         jobs=[refresh_table_descriptions, scan_table_descriptions],
-        schedules=[schedules.refresh_connections_on_schedule],
+        schedules=[
+            schedules.refresh_connections_on_schedule,
+            schedules.scan_connections_on_schedule,
+        ],
         sensors=[
             sensors.settle_failed_runs,
             sensors.settle_cancelled_runs,
             sensors.sync_connection_partitions,
             sensors.check_table_descriptions,
             sensors.settle_orphaned_runs,
+            sensors.scan_what_refreshes_found,
         ],
         resources=default_resources(),
         executor=executor(),

@@ -26,6 +26,7 @@ def as_utc(value: datetime | None) -> datetime | None:
 # `2024-01-31T12:00:00.123000+00:00`, as the Dataherald engine writes them: pydantic's default `Z`
 # suffix is refused by `datetime.fromisoformat` before Python 3.11, which its clients run on.
 Datetime = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), when_used="json")]
+DATA_MAX_AGE_S = 7 * 86_400  # a connection's default data_max_age_s
 
 
 class Status(StrEnum):
@@ -65,6 +66,9 @@ class SchemaChange(BaseModel):
     added: list[str] = Field(default_factory=list)
     removed: list[str] = Field(default_factory=list)
     type_changed: list[str] = Field(default_factory=list)
+    renamed_from: str | None = None  # the table's name before a refresh found it renamed
+    # Columns a scan found renamed: old name -> new name (their descriptions follow them).
+    renamed_columns: dict[str, str] = Field(default_factory=dict)
 
 
 class TableDescription(BaseModel):
@@ -117,6 +121,11 @@ class DatabaseConnection(BaseModel):
     connection_uri: str
     schemas: list[str] | None = None
     refresh_schedule: str | None = None
+    # Issue 17: scan what a refresh found new, restored or renamed; a changed-only scan on a cron;
+    # a changed-only scan re-reads an unchanged table's data once it is older than this.
+    auto_scan: bool = False
+    scan_schedule: str | None = None
+    data_max_age_s: int = DATA_MAX_AGE_S
     metadata: dict[str, Any] | None = None
     use_ssh: bool = False
     ssh_settings: SshSettings | None = None
@@ -151,6 +160,7 @@ def new_description_doc(
     table_name: str,
     table_type: TableType,
     now: datetime,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """The Mongo document of a table seen for the first time."""
     return {
@@ -170,4 +180,5 @@ def new_description_doc(
         "created_at": now,
         "metadata": None,
         "schema_changes": [],
+        "fingerprint": fingerprint,
     }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from tdsync.errors import EmptyDatabase, InvalidDatabaseConnection
@@ -34,6 +34,7 @@ class StoredTable:
     table_type: TableType
     status: Status
     lease_expires_at: datetime | None = None
+    fingerprint: str | None = None  # of its structure, as its insert or last scan saw it
 
     @property
     def key(self) -> tuple[str, str]:
@@ -54,12 +55,22 @@ class Restore:
 
 
 @dataclass(frozen=True)
+class Rename:
+    stored: StoredTable
+    table_name: str  # its new name, in the same schema
+    fingerprint: str
+
+
+@dataclass(frozen=True)
 class RefreshPlan:
     inserts: list[LiveTable] = field(default_factory=list)
     deprecations: list[StoredTable] = field(default_factory=list)
     restores: list[Restore] = field(default_factory=list)
     retypes: list[Restore] = field(default_factory=list)
     expired_leases: list[StoredTable] = field(default_factory=list)
+    renames: list[Rename] = field(default_factory=list)
+    # (schema, table) -> structural fingerprint of the inserted tables, recorded with them.
+    fingerprints: dict[tuple[str, str], str] = field(default_factory=dict)
     unchanged: int = 0
     # How many descriptions of the connection have each status once the plan is written (as of
     # the read it was computed from): for reporting, without counting them in the store again.
@@ -73,6 +84,7 @@ class RefreshPlan:
             or self.restores
             or self.retypes
             or self.expired_leases
+            or self.renames
         )
 
     def summary(self) -> dict[str, int]:
@@ -80,6 +92,7 @@ class RefreshPlan:
             "added": len(self.inserts),
             "deprecated": len(self.deprecations),
             "restored": len(self.restores),
+            "renamed": len(self.renames),
             "retyped": len(self.retypes),
             "expired_leases": len(self.expired_leases),
             "unchanged": self.unchanged,
@@ -177,3 +190,42 @@ def empty_schema_message(schema: str, described: int) -> str:
 
 def _lease_expired(row: StoredTable, now: datetime) -> bool:
     return row.lease_expires_at is None or row.lease_expires_at <= now
+
+
+def plan_renames(plan: RefreshPlan, fingerprints: dict[tuple[str, str], str]) -> RefreshPlan:
+    """The plan with renames found: `fingerprints` are the new tables' (schema, name) -> fingerprint.
+
+    In one schema, a vanished table (not already DEPRECATED) and a new one with the same
+    fingerprint are one table renamed, when neither has another candidate: an ambiguous match
+    could hand one table's descriptions to another, which is worse than a plain deprecation.
+    """
+    vanished: dict[tuple[str, str], list[StoredTable]] = defaultdict(list)
+    for row in plan.deprecations:
+        if row.fingerprint is not None:
+            vanished[(row.schema_name, row.fingerprint)].append(row)
+    new: dict[tuple[str, str], list[LiveTable]] = defaultdict(list)
+    for table in plan.inserts:
+        found = fingerprints.get((table.schema_name, table.table_name))
+        if found is not None:
+            new[(table.schema_name, found)].append(table)
+    renames = [
+        Rename(rows[0], new[key][0].table_name, key[1])
+        for key, rows in vanished.items()
+        if len(rows) == 1 and len(new.get(key, [])) == 1
+    ]
+    renamed_ids = {r.stored.id for r in renames}
+    taken = {(r.stored.schema_name, r.table_name) for r in renames}
+    after = Counter(plan.statuses_after)
+    for rename in renames:
+        # Counted as a deprecation and an insert; it stays what it was.
+        after[rename.stored.status.value] += 1
+        after[Status.DEPRECATED.value] -= 1
+        after[Status.NOT_SCANNED.value] -= 1
+    return replace(
+        plan,
+        inserts=[t for t in plan.inserts if (t.schema_name, t.table_name) not in taken],
+        deprecations=[r for r in plan.deprecations if r.id not in renamed_ids],
+        renames=renames,
+        fingerprints={k: v for k, v in fingerprints.items() if k not in taken},
+        statuses_after={status: n for status, n in after.items() if n},
+    )

@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 
 from tdsync.errors import EmptyDatabase, InvalidDatabaseConnection
 from tdsync.models import Status, TableType
-from tdsync.refresh import Listing, LiveTable, RefreshPlan, StoredTable, plan_refresh
+from tdsync.refresh import (
+    Listing,
+    LiveTable,
+    RefreshPlan,
+    StoredTable,
+    plan_refresh,
+    plan_renames,
+)
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 PAST = NOW - timedelta(minutes=1)
@@ -68,6 +75,7 @@ def test_table_gone_from_its_schema_is_deprecated_whatever_its_status(status: St
             "added": 0,
             "deprecated": 1,
             "restored": 0,
+            "renamed": 0,
             "retyped": 0,
             "expired_leases": 0,
             "unchanged": 1,
@@ -354,3 +362,51 @@ def test_no_description_is_ever_lost_over_any_sequence_of_refreshes(
     for key, fields in people.items():
         assert key in model  # no row is ever removed
         assert model[key].people == fields  # people's fields are never touched
+
+
+# -- renames (SPEC.md, last row of the status table) -------------------------------------------
+
+
+def fingerprinted(table: str, fingerprint: str, status: Status = Status.SCANNED) -> StoredTable:
+    return replace(stored(table, status), fingerprint=fingerprint)
+
+
+def test_vanished_table_and_new_one_of_the_same_structure_are_one_rename() -> None:
+    orders = fingerprinted("orders", "F1")
+    plan = plan_refresh([orders], listing(public=live("sales_orders")), NOW)
+    plan = plan_renames(plan, {("public", "sales_orders"): "F1"})
+    assert [(r.stored, r.table_name) for r in plan.renames] == [(orders, "sales_orders")]
+    assert (plan.inserts, plan.deprecations) == ([], [])
+    assert plan.statuses_after == {"SCANNED": 1}
+    assert plan.summary()["renamed"] == 1
+
+
+def test_two_candidates_either_way_are_no_rename() -> None:
+    one, two = fingerprinted("a", "F"), fingerprinted("b", "F")
+    both_gone = plan_renames(
+        plan_refresh([one, two], listing(public=live("c")), NOW), {("public", "c"): "F"}
+    )
+    assert both_gone.renames == [] and len(both_gone.deprecations) == 2
+    two_new = plan_renames(
+        plan_refresh([one], listing(public=live("c", "d")), NOW),
+        {("public", "c"): "F", ("public", "d"): "F"},
+    )
+    assert two_new.renames == [] and len(two_new.inserts) == 2
+
+
+def test_same_structure_in_another_schema_is_no_rename() -> None:
+    orders = fingerprinted("orders", "F")
+    plan = plan_refresh(
+        [orders, stored("kept", schema="b")],
+        listing(public=live("other"), b=live("kept", "orders", schema="b")),
+        NOW,
+    )
+    plan = plan_renames(plan, {("b", "orders"): "F", ("public", "other"): "G"})
+    assert plan.renames == [] and plan.deprecations == [orders]
+
+
+def test_table_without_a_fingerprint_or_already_deprecated_is_never_renamed() -> None:
+    rows = [stored("legacy"), fingerprinted("old", "F", Status.DEPRECATED)]
+    plan = plan_refresh(rows, listing(public=live("new1", "new2")), NOW)
+    plan = plan_renames(plan, {("public", "new1"): None, ("public", "new2"): "F"})
+    assert plan.renames == [] and len(plan.inserts) == 2

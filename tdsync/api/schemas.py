@@ -28,6 +28,8 @@ from tdsync.limits import (
     check_metadata_size,
     normalise_alias,
 )
+from tdsync.models import DATA_MAX_AGE_S
+from tdsync.scan.model import DataMaxAge
 
 OBJECT_ID_PATTERN = r"^[0-9a-fA-F]{24}$"
 
@@ -150,6 +152,14 @@ class _ConnectionFields(BaseModel):
     _check_refused = field_validator(*_REFUSED)(_refused)
 
 
+AutoScan = Annotated[
+    bool, Field(description="scan the tables each refresh finds new, restored or renamed")
+]
+ScanSchedule = Annotated[
+    CronString, Field(description="cron (UTC) for a changed-only scan of the whole connection")
+]
+
+
 class ConnectionCreate(_ConnectionFields):
     alias: Alias
     connection_uri: ConnectionUri
@@ -157,9 +167,12 @@ class ConnectionCreate(_ConnectionFields):
         default=None, description="schemas to catalogue; null: the database's default schema"
     )
     refresh_schedule: CronString | None = None
+    auto_scan: AutoScan = False
+    scan_schedule: ScanSchedule | None = None
+    data_max_age_s: DataMaxAge = DATA_MAX_AGE_S
     metadata: Metadata | None = None
 
-    _check_cron = field_validator("refresh_schedule")(_cron)
+    _check_cron = field_validator("refresh_schedule", "scan_schedule")(_cron)
 
     def fields(self) -> dict[str, Any]:
         return self.model_dump(exclude=set(_REFUSED), exclude_none=True)
@@ -170,10 +183,15 @@ class ConnectionUpdate(_ConnectionFields):
     connection_uri: ConnectionUri | SkipJsonSchema[None] = None
     schemas: list[SchemaName] | None = None
     refresh_schedule: CronString | None = None
+    auto_scan: AutoScan | SkipJsonSchema[None] = None
+    scan_schedule: ScanSchedule | None = None
+    data_max_age_s: DataMaxAge | SkipJsonSchema[None] = None
     metadata: Metadata | None = None
 
-    _check_cron = field_validator("refresh_schedule")(_cron)
-    _check_set = field_validator("alias", "connection_uri")(_not_null)
+    _check_cron = field_validator("refresh_schedule", "scan_schedule")(_cron)
+    _check_set = field_validator("alias", "connection_uri", "auto_scan", "data_max_age_s")(
+        _not_null
+    )
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True, exclude=set(_REFUSED))

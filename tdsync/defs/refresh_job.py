@@ -21,7 +21,7 @@ from tdsync.defs.leases import (
 from tdsync.defs.partitions import CONNECTIONS, connection_for_partition
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
 from tdsync.models import utcnow
-from tdsync.refresh import Listing, RefreshPlan, plan_refresh
+from tdsync.refresh import Listing, RefreshPlan, plan_refresh, plan_renames
 from tdsync.store import CatalogueStore
 
 CONNECTION_TAG = "tdsync/db_connection_id"
@@ -31,6 +31,8 @@ SUMMARY_FIELDS = (
     "added",
     "deprecated",
     "restored",
+    "renamed",
+    "renamed_tables",
     "retyped",
     "expired_leases",
     "unchanged",
@@ -100,12 +102,25 @@ def diff_against_catalogue(
     connection: ConnectionRef,
     listing: Listing,
     catalogue: CatalogueResource,
+    sources: SourceDatabasesResource,
 ) -> RefreshPlan:
+    """The plan; new tables are fingerprinted (one catalog query per schema that has some), so
+    they are stored with their fingerprint and a vanished table among them is found renamed."""
     with failures_as_dagster(), gc_paused():
-        stored = catalogue.get_store().stored_tables(connection.id)
+        store = catalogue.get_store()
         plan = plan_refresh(
-            stored, listing, utcnow(), allow_empty_schemas=config.allow_empty_schemas
+            store.stored_tables(connection.id),
+            listing,
+            utcnow(),
+            allow_empty_schemas=config.allow_empty_schemas,
         )
+        if plan.inserts:
+            fingerprints = sources.fingerprint(
+                connection_uri=store.connection_uri(connection.id),
+                tables=[(t.schema_name, t.table_name) for t in plan.inserts],
+                ssh=store.ssh_settings(connection.id),
+            )
+            plan = plan_renames(plan, fingerprints)
     context.log.info(f"plan: {plan.summary()}")
     return plan
 
@@ -131,6 +146,10 @@ def write_statuses(
         "added_tables": _names((t.schema_name, t.table_name) for t in plan.inserts),
         "deprecated_tables": _names(r.key for r in plan.deprecations),
         "restored_tables": _names(r.stored.key for r in plan.restores),
+        "renamed_tables": _names(
+            (r.stored.schema_name, f"{r.stored.table_name} -> {r.table_name}") for r in plan.renames
+        ),
+        "tables_found": _found(plan),
     }
     # The plan's own counts, not counted in the store again: on SecantusDB each count reads
     # every matching document (0.3 s for 10,000).
@@ -145,7 +164,7 @@ def write_statuses(
     description=(
         "The catalogue of table descriptions in MongoDB, one partition per connection (its alias). "
         "Materializing a partition refreshes that connection: new tables NOT_SCANNED, vanished "
-        "ones DEPRECATED, returning ones restored; the metadata counts every status."
+        "ones DEPRECATED, returning ones restored, renamed ones keep their descriptions; the metadata counts every status."
     ),
     partitions_def=CONNECTIONS,
     group_name="catalogue",
@@ -185,6 +204,24 @@ def refresh_run_config(allow_empty_schemas: list[str] | None) -> dict:
         return {}
     config = {"allow_empty_schemas": list(allow_empty_schemas)}
     return {"ops": {"table_descriptions": {"ops": {"diff_against_catalogue": {"config": config}}}}}
+
+
+# Past this, tables_found is left empty and an auto-scan is a changed-only scan of the connection
+# (which picks the same NOT_SCANNED rows), rather than a materialization event of megabytes.
+TABLES_FOUND_MAX = 1_000
+
+
+def _found(plan: RefreshPlan) -> dg.MetadataValue:
+    """The tables an auto-scan scans (sensors.scan_what_refreshes_found): added, restored and
+    renamed ones, as `schema.table` (their names now)."""
+    found = [
+        *((t.schema_name, t.table_name) for t in plan.inserts),
+        *(r.stored.key for r in plan.restores),
+        *((r.stored.schema_name, r.table_name) for r in plan.renames),
+    ]
+    if len(found) > TABLES_FOUND_MAX:
+        return dg.MetadataValue.json(None)
+    return dg.MetadataValue.json([".".join(key) for key in found])
 
 
 def _names(keys) -> dg.MetadataValue:

@@ -12,6 +12,7 @@ import dagster as dg
 from tdsync.catalogue import shared_store
 from tdsync.config import Settings
 from tdsync.errors import TdsyncError
+from tdsync.fingerprints import fingerprint_tables
 from tdsync.refresh import Listing
 from tdsync.scan import ScanOptions, ScanTarget, TableScan, scan_tables
 from tdsync.sources import list_live_tables
@@ -46,6 +47,16 @@ class SourceDatabasesResource(dg.ConfigurableResource):
         self, *, connection_uri: str, schemas: list[str] | None, ssh: dict[str, Any] | None = None
     ) -> Listing:
         return list_live_tables(connection_uri, schemas, timeout_s=self._timeout_s(), ssh=ssh)
+
+    def fingerprint(
+        self,
+        *,
+        connection_uri: str,
+        tables: list[tuple[str, str]],
+        ssh: dict[str, Any] | None = None,
+    ) -> dict[tuple[str, str], str]:
+        """Structural fingerprints of the named (schema, table) objects, from the catalog."""
+        return fingerprint_tables(connection_uri, tables, timeout_s=self._timeout_s(), ssh=ssh)
 
     def scan(
         self,

@@ -7,6 +7,7 @@ when its lease runs out (the next refresh or scan) or at once through the run-fa
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import dagster as dg
 
@@ -19,7 +20,8 @@ from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, fa
 from tdsync.errors import TdsyncError
 from tdsync.models import utcnow
 from tdsync.scan import ScanOptions, ScanTarget
-from tdsync.scan.model import Concurrency, ExampleRows, MaxCategories, SampleRows
+from tdsync.scan.changed import changed
+from tdsync.scan.model import Concurrency, DataMaxAge, ExampleRows, MaxCategories, SampleRows
 from tdsync.scan.recorder import ScanRecorder
 from tdsync.store import CatalogueStore, lease_expiry
 
@@ -33,6 +35,11 @@ class ScanConfig(dg.Config):
     example_rows: ExampleRows = 3
     sample_rows: SampleRows = 10_000
     concurrency: Concurrency = 4
+    # Re-read only tables never scanned, FAILED, changed in structure, or whose data is older
+    # than data_max_age_s (tdsync.scan.changed; None: the connection's); the others stay as
+    # they are.
+    changed_only: bool = False
+    data_max_age_s: DataMaxAge | None = None
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,10 @@ class ScanBatch:
 
 @dg.op
 def start_scan(
-    context: dg.OpExecutionContext, config: ScanConfig, catalogue: CatalogueResource
+    context: dg.OpExecutionContext,
+    config: ScanConfig,
+    catalogue: CatalogueResource,
+    sources: SourceDatabasesResource,
 ) -> ScanBatch:
     """Load the connection, fail rows of dead scans, mark the requested rows SYNCHRONIZING."""
     settings = Settings.from_env()
@@ -55,11 +65,14 @@ def start_scan(
         now = utcnow()
         expired = store.expire_scan_leases(conn.id, now)
         ids = None  # all of the connection's
-        if config.description_ids is not None or config.table_names:
+        if config.description_ids is not None or config.table_names or config.changed_only:
             named = store.scan_targets(
                 connection_id=conn.id, ids=config.description_ids, table_names=config.table_names
             )
             ids = [t.id for t in named]
+        if config.changed_only:
+            ids = _changed(store, conn, named, sources, config, now)
+            context.log.info(f"{len(named) - len(ids)} unchanged table(s) left as they are")
         targets = store.claim_for_scan(
             conn.id,
             ids,
@@ -139,6 +152,26 @@ def scan_tables(
 @dg.job(tags={TRIGGER_TAG: "ui"})
 def scan_table_descriptions() -> None:
     scan_tables.with_hooks({release_connection_lease})(start_scan())
+
+
+def _changed(
+    store: CatalogueStore,
+    conn: ConnectionRef,
+    named: list[ScanTarget],
+    sources: SourceDatabasesResource,
+    config: ScanConfig,
+    now: datetime,
+) -> list[str]:
+    """The ids of the named tables a changed-only scan re-reads (one catalog query per schema)."""
+    live = sources.fingerprint(
+        connection_uri=store.connection_uri(conn.id),
+        tables=[(t.schema_name, t.table_name) for t in named],
+        ssh=store.ssh_settings(conn.id),
+    )
+    max_age_s = config.data_max_age_s
+    if max_age_s is None:
+        max_age_s = store.get_connection(conn.id).data_max_age_s
+    return [t.id for t in changed(named, live, now, max_age_s)]
 
 
 def _fail_the_rest(

@@ -1,7 +1,8 @@
-"""Per-connection refresh schedules: one schedule that asks, every minute, which connection is due.
+"""Per-connection schedules: two schedules that ask, every minute, which connection is due, one
+for refreshes (`refresh_schedule`) and one for changed-only scans (`scan_schedule`).
 
-Each connection's `refresh_schedule` (cron, UTC) lives in the store and is read on every tick, so
-adding or editing one through the API or CLI takes effect at the next minute, without a restart.
+Each connection's crons (UTC) live in the store and are read on every tick, so adding or editing
+one through the API or CLI takes effect at the next minute, without a restart.
 """
 
 import dagster as dg
@@ -10,6 +11,7 @@ from tdsync.cron import due_refreshes, moment
 from tdsync.defs.partitions import ensure_partition, partition_key
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG, refresh_table_descriptions
 from tdsync.defs.resources import CatalogueResource, failures_as_dagster
+from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
 
 SCHEDULE_TAG = "tdsync/refresh_schedule"
 NEXT_REFRESH_TAG = "tdsync/next_refresh"
@@ -54,6 +56,41 @@ def refresh_connections_on_schedule(
                 SCHEDULE_TAG: due.refresh_schedule,
                 NEXT_REFRESH_TAG: moment(due.next_fire),
             },
+        )
+        for due in check.due
+    ]
+
+
+@dg.schedule(
+    name="scan_connections_on_schedule",
+    cron_schedule="* * * * *",
+    execution_timezone="UTC",
+    job=scan_table_descriptions,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "Runs a changed-only scan of each connection whose scan_schedule (cron, UTC) fires in "
+        "this minute; one run per due connection."
+    ),
+)
+def scan_connections_on_schedule(
+    context: dg.ScheduleEvaluationContext, catalogue: CatalogueResource
+) -> list[dg.RunRequest] | dg.SkipReason:
+    with failures_as_dagster():
+        connections = catalogue.get_store().list_connections()
+    check = due_refreshes(connections, context.scheduled_execution_time, "scan_schedule")
+    for alias, problem in check.invalid.items():
+        context.log.error(f"connection {alias!r} is not scheduled for scans: {problem}")
+    if not check.due:
+        return dg.SkipReason(check.skip_reason())
+    return [
+        dg.RunRequest(
+            run_key=due.run_key,
+            run_config=dg.RunConfig(
+                ops={
+                    "start_scan": ScanConfig(db_connection_id=due.connection_id, changed_only=True)
+                }
+            ),
+            tags={CONNECTION_TAG: due.connection_id, TRIGGER_TAG: "schedule"},
         )
         for due in check.due
     ]

@@ -1,5 +1,6 @@
 """Sensors: settle what a failed or cancelled run leaves behind; partitions follow connections;
-the catalogue's checks are reported when their outcome changes.
+the catalogue's checks are reported when their outcome changes; connections with `auto_scan` get
+a scan of what their refreshes found.
 
 A scan marks its rows SYNCHRONIZING; if its run fails or is cancelled before it writes them, they
 would stay SYNCHRONIZING until their lease runs out. The run-status sensors turn them FAILED with
@@ -17,13 +18,17 @@ import dagster as dg
 from tdsync import leases
 from tdsync.config import Settings
 from tdsync.credentials import scrub
-from tdsync.defs.assets import catalogue_checks
+from tdsync.defs.assets import TABLE_DESCRIPTIONS, catalogue_checks
 from tdsync.defs.partitions import CONNECTIONS, partition_key
-from tdsync.defs.refresh_job import CONNECTION_TAG, refresh_table_descriptions
+from tdsync.defs.refresh_job import (
+    CONNECTION_TAG,
+    TRIGGER_TAG,
+    refresh_table_descriptions,
+)
 from tdsync.defs.resources import CatalogueResource, failures_as_dagster
-from tdsync.defs.scan_job import scan_table_descriptions
+from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
 from tdsync.errors import TdsyncError
-from tdsync.models import as_utc, utcnow
+from tdsync.models import DatabaseConnection, as_utc, utcnow
 from tdsync.store import CatalogueStore
 
 SCAN_JOB = scan_table_descriptions.name
@@ -217,3 +222,76 @@ def settle_orphaned_runs(
     if settled:
         return dg.SkipReason(f"marked {len(settled)} orphaned run(s) failed: {', '.join(settled)}")
     return dg.SkipReason(f"{len(started)} started run(s), none orphaned")
+
+
+def tables_to_scan(
+    refreshes: list[tuple[str | None, dict[str, Any]]], connections: dict[str, DatabaseConnection]
+) -> dict[str, list[str] | None]:
+    """{connection id: the `schema.table` names to scan, or None for a changed-only scan of the
+    whole connection} from refreshes' (partition key, materialization metadata), oldest first,
+    for the connections with auto_scan. A refresh whose list was too long to record
+    (tables_found null) makes its connection's scan a changed-only one."""
+    wanted: dict[str, list[str] | None] = {}
+    for key, metadata in refreshes:
+        conn = connections.get(key or "")
+        found = metadata.get("tables_found")
+        found = found.value if found is not None else []
+        if conn is None or not conn.auto_scan or found == []:
+            continue
+        names = wanted.get(conn.id, [])
+        wanted[conn.id] = None if found is None or names is None else [*names, *found]
+    return {cid: list(dict.fromkeys(names)) if names else names for cid, names in wanted.items()}
+
+
+@dg.sensor(
+    name="scan_what_refreshes_found",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    job=scan_table_descriptions,
+    description=(
+        "After a refresh of a connection with auto_scan finds new, restored or renamed tables, "
+        "requests a scan of just those tables (one run per connection); the refresh never waits."
+    ),
+)
+def scan_what_refreshes_found(
+    context: dg.SensorEvaluationContext, catalogue: CatalogueResource
+) -> dg.SensorResult | dg.SkipReason:
+    # The cursor is the event log's: each materialization is looked at once, in order.
+    found = context.instance.fetch_materializations(
+        TABLE_DESCRIPTIONS, limit=500, cursor=context.cursor, ascending=True
+    )
+    if not found.records:
+        return dg.SkipReason("no refresh since the last evaluation")
+    with failures_as_dagster():
+        connections = {partition_key(c): c for c in catalogue.get_store().list_connections()}
+    wanted = tables_to_scan(
+        [(r.partition_key, r.asset_materialization.metadata) for r in found.records],
+        connections,
+    )
+    last = found.records[-1].storage_id
+    requests = [
+        dg.RunRequest(
+            # The same refreshes never ask twice, even if the cursor is lost.
+            run_key=f"{connection_id}@{last}",
+            run_config=dg.RunConfig(
+                ops={
+                    "start_scan": ScanConfig(
+                        db_connection_id=connection_id,
+                        table_names=names,
+                        changed_only=names is None,
+                    )
+                }
+            ),
+            tags={CONNECTION_TAG: connection_id, TRIGGER_TAG: "sensor"},
+        )
+        for connection_id, names in wanted.items()
+    ]
+    if not requests:
+        return dg.SensorResult(
+            cursor=found.cursor,
+            skip_reason=(
+                f"{len(found.records)} refresh(es) found no new, restored or renamed table "
+                "of a connection with auto_scan"
+            ),
+        )
+    return dg.SensorResult(run_requests=requests, cursor=found.cursor)

@@ -23,7 +23,10 @@ from pathlib import Path
 from tdsync import leases
 from tdsync.config import Settings
 from tdsync.errors import TableDescriptionNotFound, TdsyncError
+from tdsync.fingerprints import fingerprint_tables
 from tdsync.models import TableDescription, utcnow
+from tdsync.scan.changed import changed
+from tdsync.scan.model import ScanTarget
 from tdsync.store import CatalogueStore, lease_expiry
 
 WEBHOOK_TRIGGER = "webhook"
@@ -36,27 +39,34 @@ def request_scan(
     db_connection_id: str | None = None,
     ids: list[str] | None = None,
     table_names: list[str] | None = None,
+    changed_only: bool = False,
     refresh: Callable[[str], object] | None = None,
 ) -> list[TableDescription]:
     """Mark the requested descriptions SYNCHRONIZING and start their scan; returns them.
 
     A connection that has no description to scan yet, or lacks a named table, is refreshed
     first (when `refresh` is given): a scan right after registering a connection scans it.
+    `changed_only` narrows the request to the tables tdsync.scan.changed picks, decided here
+    because the rows are claimed before the run starts.
     """
     if db_connection_id is None:
-        groups: dict[str, list[str]] = {}
+        groups: dict[str, list[ScanTarget]] = {}
         for target in store.scan_targets(ids=ids, table_names=table_names):
-            groups.setdefault(target.db_connection_id, []).append(target.id)
+            groups.setdefault(target.db_connection_id, []).append(target)
+        if changed_only:
+            groups = {c: _changed(store, settings, c, group) for c, group in groups.items()}
         return [
             desc
-            for connection_id, chosen in groups.items()
-            for desc in _claim_and_start(store, settings, connection_id, chosen, table_names)
+            for connection_id, group in groups.items()
+            for desc in _claim_and_start(
+                store, settings, connection_id, [t.id for t in group], table_names
+            )
         ]
 
     connection_id = store.get_connection(db_connection_id).id
     may_refresh = refresh is not None and ids is None
     try:
-        chosen = _chosen(store, connection_id, ids, table_names)
+        chosen = _chosen(store, settings, connection_id, ids, table_names, changed_only)
     except TableDescriptionNotFound:
         if not may_refresh:
             raise
@@ -66,18 +76,39 @@ def request_scan(
         return claimed
     # Nothing to scan yet, or a named table is new to the catalogue: list tables, try again.
     refresh(connection_id)
-    chosen = _chosen(store, connection_id, ids, table_names)
+    chosen = _chosen(store, settings, connection_id, ids, table_names, changed_only)
     return _claim_and_start(store, settings, connection_id, chosen, table_names)
 
 
 def _chosen(
-    store: CatalogueStore, connection_id: str, ids: list[str] | None, table_names: list[str] | None
+    store: CatalogueStore,
+    settings: Settings,
+    connection_id: str,
+    ids: list[str] | None,
+    table_names: list[str] | None,
+    changed_only: bool,
 ) -> list[str] | None:
     """The ids a request names (None: all of the connection's), unknown ones refused."""
-    if ids is None and not table_names:
+    if ids is None and not table_names and not changed_only:
         return None
     targets = store.scan_targets(connection_id=connection_id, ids=ids, table_names=table_names)
+    if changed_only:
+        targets = _changed(store, settings, connection_id, targets)
     return [t.id for t in targets]
+
+
+def _changed(
+    store: CatalogueStore, settings: Settings, connection_id: str, targets: list[ScanTarget]
+) -> list[ScanTarget]:
+    """What a changed-only scan of `targets` re-reads: one catalog query per schema."""
+    live = fingerprint_tables(
+        store.connection_uri(connection_id),
+        [(t.schema_name, t.table_name) for t in targets],
+        timeout_s=settings.source_timeout_s,
+        ssh=store.ssh_settings(connection_id),
+    )
+    max_age_s = store.get_connection(connection_id).data_max_age_s
+    return changed(targets, live, utcnow(), max_age_s)
 
 
 def _claim_and_start(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -18,6 +19,9 @@ MaxCategories = Annotated[
 ExampleRows = Annotated[int, Field(ge=0, le=20, description="example rows kept per table")]
 SampleRows = Annotated[
     int, Field(ge=1, le=1_000_000, description="rows read to find low-cardinality columns")
+]
+DataMaxAge = Annotated[
+    int, Field(ge=0, le=366 * 86_400, description="changed-only scans: data older is re-read (s)")
 ]
 Concurrency = Annotated[int, Field(ge=1, le=16, description="connections per source database")]
 
@@ -46,6 +50,8 @@ class ScanTarget:
     # False when the row has never been scanned, so it has no columns yet (people describe
     # columns a scan listed): its result is saved without reading the row first.
     scanned_before: bool = True
+    fingerprint: str | None = None  # what its last scan recorded (changed-only scans compare it)
+    last_schema_sync: datetime | None = None
 
     @property
     def qualified_name(self) -> str:
@@ -57,6 +63,7 @@ class TableScan:
     """The outcome for one table: its structure and sample, or the error that stopped it."""
 
     target: ScanTarget
+    fingerprint: str | None = None  # structural, from the catalog (tdsync.fingerprints)
     columns: list[ColumnDescription] = field(default_factory=list)
     table_schema: str | None = None
     examples: list[dict[str, Any]] = field(default_factory=list)

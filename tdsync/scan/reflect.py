@@ -57,6 +57,7 @@ class ReflectedTable:
     columns: list[ColumnDescription]
     ddl: str
     categorical: list[str] = field(default_factory=list)  # columns worth a cardinality probe
+    fingerprint: str | None = None  # of the structure reflected (tdsync.fingerprints)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from tdsync.credentials import scrub
 from tdsync.errors import TdsyncError
+from tdsync.fingerprints import read_fingerprints
 from tdsync.scan.model import ScanOptions, ScanTarget, TableScan
 from tdsync.scan.reflect import ReflectedTable, TableNotFound, end_transaction, reflect_tables
 from tdsync.scan.sample import Sample, TableStats, catalogue_stats, sample_table
@@ -33,6 +34,11 @@ from tdsync.sources import (
 )
 
 SINGLE_CONNECTION_DIALECTS = {"duckdb"}  # one writer-capable connection per file and process
+REFLECT_ATTEMPTS = 3  # reflections of a table whose structure changes under the scan
+
+
+class TableChanging(RuntimeError):
+    """The table's structure changed under every attempt to reflect it."""
 
 
 def scan_tables(
@@ -64,9 +70,7 @@ def scan_tables(
             for schema_name, chunk in _chunks(targets, options.reflect_chunk):
                 schema = None if schema_name == default_schema else schema_name
                 conn = connections.get()
-                reflected = reflect_tables(
-                    conn, schema, {t.table_name: t.table_type for t in chunk}
-                )
+                reflected, fingerprints = _reflect_steadily(conn, schema_name, schema, chunk)
                 stats = _stats(conn, schema, chunk) if options.max_categories > 0 else {}
                 end_transaction(conn)
                 for target in chunk:
@@ -74,6 +78,7 @@ def scan_tables(
                     if isinstance(found, Exception):
                         yield TableScan(target, error=_message(found, connection_uri))
                         continue
+                    found.fingerprint = fingerprints.get(target.table_name)
                     args = (connections, schema, target, found, stats.get(target.table_name))
                     if not reads_data:
                         yield _result(target, found, Sample())
@@ -92,6 +97,32 @@ def scan_tables(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             connections.close_all()
+
+
+def _reflect_steadily(
+    conn: Connection, schema_name: str, schema: str | None, chunk: list[ScanTarget]
+) -> tuple[dict[str, ReflectedTable | Exception], dict[str, str]]:
+    """Reflect a chunk, with each table's fingerprint read before and after: a table whose
+    structure changed meanwhile is reflected again, so no table is recorded half old, half new."""
+    kinds = {t.table_name: t.table_type for t in chunk}
+    before = _fingerprints(conn, schema_name, kinds)
+    reflected = reflect_tables(conn, schema, kinds)
+    for _ in range(REFLECT_ATTEMPTS):
+        after = _fingerprints(conn, schema_name, kinds)
+        moved = {n: k for n, k in kinds.items() if before.get(n) != after.get(n)}
+        if not moved:
+            return reflected, after
+        reflected.update(reflect_tables(conn, schema, moved))
+        before, kinds = after, moved
+    for name in kinds:
+        reflected[name] = TableChanging(f"{name!r} kept changing structure while it was scanned")
+    return reflected, after
+
+
+def _fingerprints(conn: Connection, schema_name: str, kinds: dict[str, Any]) -> dict[str, str]:
+    found = read_fingerprints(conn, {schema_name: set(kinds)})
+    end_transaction(conn)
+    return {name: fp for (_, name), fp in found.items()}
 
 
 def _sample(
@@ -137,6 +168,7 @@ def _result(target: ScanTarget, reflected: ReflectedTable, sample: Sample) -> Ta
         ]
     return TableScan(
         target,
+        fingerprint=reflected.fingerprint,
         columns=columns,
         table_schema=reflected.ddl,
         examples=sample.examples,
@@ -154,7 +186,7 @@ def _stats(conn: Connection, schema: str | None, chunk: list[ScanTarget]) -> dic
 
 
 def _message(exc: BaseException, connection_uri: str) -> str:
-    if isinstance(exc, TableNotFound):
+    if isinstance(exc, TableNotFound | TableChanging):
         return str(exc)
     if isinstance(exc, TdsyncError):  # worded already (SourceStopped)
         return exc.message

@@ -13,7 +13,7 @@ from tdsync.credentials import MASK, dialect_of, keep_stored_password, mask_uri
 from tdsync.cron import validate_refresh_schedule
 from tdsync.errors import ConnectionNotFound, DuplicateAlias, ValidationFailed
 from tdsync.limits import normalise_alias
-from tdsync.models import DatabaseConnection, utcnow
+from tdsync.models import DATA_MAX_AGE_S, DatabaseConnection, utcnow
 from tdsync.store.base import StoreBase, object_id, storage_errors
 
 
@@ -27,12 +27,16 @@ class ConnectionsMixin(StoreBase):
         connection_uri: str,
         schemas: list[str] | None = None,
         refresh_schedule: str | None = None,
+        auto_scan: bool = False,
+        scan_schedule: str | None = None,
+        data_max_age_s: int = DATA_MAX_AGE_S,
         metadata: dict[str, Any] | None = None,
         use_ssh: bool | None = None,
         ssh_settings: dict[str, Any] | None = None,
         llm_api_key: str | None = None,
     ) -> DatabaseConnection:
         refresh_schedule = validate_refresh_schedule(refresh_schedule)
+        scan_schedule = validate_refresh_schedule(scan_schedule, "scan_schedule")
         alias = _alias(alias)
         doc = {
             "_id": ObjectId(),
@@ -41,6 +45,9 @@ class ConnectionsMixin(StoreBase):
             "connection_uri": self.cipher.encrypt(connection_uri),
             "schemas": schemas or None,
             "refresh_schedule": refresh_schedule,
+            "auto_scan": bool(auto_scan),
+            "scan_schedule": scan_schedule,
+            "data_max_age_s": data_max_age_s,
             "metadata": metadata,
             "created_at": utcnow(),
             "last_refreshed_at": None,
@@ -74,8 +81,8 @@ class ConnectionsMixin(StoreBase):
                 update[key] = bool(value)
             elif key == "schemas":
                 update["schemas"] = value or None
-            elif key == "refresh_schedule":
-                update[key] = validate_refresh_schedule(value)
+            elif key in ("refresh_schedule", "scan_schedule"):
+                update[key] = validate_refresh_schedule(value, key)
             elif key == "alias":
                 update[key] = _alias(value)
             else:

@@ -17,8 +17,16 @@ from pymongo.errors import BulkWriteError
 
 from tdsync.errors import TableDescriptionNotFound, ValidationFailed
 from tdsync.limits import check_edited_description
-from tdsync.models import Status, TableDescription, TableType, as_utc, new_description_doc
+from tdsync.models import (
+    SchemaChange,
+    Status,
+    TableDescription,
+    TableType,
+    as_utc,
+    new_description_doc,
+)
 from tdsync.refresh import RefreshPlan, StoredTable
+from tdsync.scan.merge import SCHEMA_CHANGES_KEPT
 from tdsync.store.base import DUPLICATE_KEY, StoreBase, lease_expired, object_id, storage_errors
 
 _STORED_FIELDS = {
@@ -27,6 +35,7 @@ _STORED_FIELDS = {
     "table_type": 1,
     "status": 1,
     "scan_lease_expires_at": 1,
+    "fingerprint": 1,
 }
 
 
@@ -47,6 +56,7 @@ class DescriptionsMixin(StoreBase):
                     table_type=TableType(d.get("table_type") or TableType.TABLE),
                     status=Status(d["status"]),
                     lease_expires_at=as_utc(d.get("scan_lease_expires_at")),
+                    fingerprint=d.get("fingerprint"),
                 )
                 for d in docs
             ]
@@ -64,10 +74,35 @@ class DescriptionsMixin(StoreBase):
                     table_name=table.table_name,
                     table_type=table.table_type,
                     now=now,
+                    fingerprint=plan.fingerprints.get((table.schema_name, table.table_name)),
                 )
             )
             for table in plan.inserts
         ]
+        for rename in plan.renames:
+            change = SchemaChange(detected_at=now, renamed_from=rename.stored.table_name)
+            ops.append(
+                UpdateOne(
+                    {
+                        "_id": ObjectId(rename.stored.id),
+                        "table_name": rename.stored.table_name,
+                        "status": {"$ne": Status.DEPRECATED.value},
+                    },
+                    {
+                        "$set": {
+                            "table_name": rename.table_name,
+                            "fingerprint": rename.fingerprint,
+                            "last_refreshed_at": now,
+                        },
+                        "$push": {
+                            "schema_changes": {
+                                "$each": [change.model_dump()],
+                                "$slice": -SCHEMA_CHANGES_KEPT,
+                            }
+                        },
+                    },
+                )
+            )
         for row in plan.deprecations:
             ops.append(
                 UpdateOne(

@@ -46,6 +46,16 @@ def test_add_list_refresh_and_remove_a_connection(tdsync, store, shop):
     assert store.list_descriptions(conn_id) == []
 
 
+def test_add_with_auto_scan_and_a_scan_schedule(tdsync, store, shop):
+    added = tdsync(
+        "connections", "add", "shop", shop, "--auto-scan", "--scan-schedule", "0 2 * * *"
+    )
+
+    assert added.returncode == 0, added.stderr
+    (conn,) = store.list_connections()
+    assert (conn.auto_scan, conn.scan_schedule) == (True, "0 2 * * *")
+
+
 def test_password_never_shows_in_cli_output(tdsync, store, pg_url):
     with_password = pg_url.replace("postgres@", "postgres:s3cret-pw@")
 
@@ -71,6 +81,11 @@ def test_password_never_shows_in_cli_output(tdsync, store, pg_url):
             ("connections", "add", "x", "SHOP", "--schedule", "every hour"),
             "validation_error",
             "invalid refresh_schedule",
+        ),
+        (
+            ("connections", "add", "x", "SHOP", "--scan-schedule", "every hour"),
+            "validation_error",
+            "invalid scan_schedule",
         ),
         (("connections", "remove", "nope"), "database_connection_not_found", "not found"),
     ],

@@ -51,7 +51,8 @@ def test_each_refresh_materializes_its_connection_partition_with_counts_and_chan
 ):
     runs.refresh(connection, trigger="cli")
     with sqlite3.connect(sqlite_path) as db:
-        db.executescript("DROP TABLE legacy; CREATE TABLE invoices (id INTEGER);")
+        # Not legacy's structure: that would be legacy renamed (issue 17).
+        db.executescript("DROP TABLE legacy; CREATE TABLE invoices (id INTEGER, total NUMERIC);")
     runs.refresh(connection, trigger="cli")
     instance = runs.instance()
 

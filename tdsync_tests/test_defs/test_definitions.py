@@ -12,7 +12,8 @@ def test_code_location_has_the_triggers_the_catalogue_asset_and_its_checks():
     repo = tdsync.definitions.defs().get_repository_def()
 
     assert {s.name: s.default_status for s in repo.schedule_defs} == {
-        "refresh_connections_on_schedule": dg.DefaultScheduleStatus.RUNNING
+        "refresh_connections_on_schedule": dg.DefaultScheduleStatus.RUNNING,
+        "scan_connections_on_schedule": dg.DefaultScheduleStatus.RUNNING,  # issue 17
     }
     assert {s.name: s.default_status for s in repo.sensor_defs} == {
         "settle_failed_runs": dg.DefaultSensorStatus.RUNNING,
@@ -20,6 +21,7 @@ def test_code_location_has_the_triggers_the_catalogue_asset_and_its_checks():
         "sync_connection_partitions": dg.DefaultSensorStatus.RUNNING,
         "check_table_descriptions": dg.DefaultSensorStatus.RUNNING,
         "settle_orphaned_runs": dg.DefaultSensorStatus.RUNNING,
+        "scan_what_refreshes_found": dg.DefaultSensorStatus.RUNNING,  # issue 17
     }
     assert {"refresh_table_descriptions", "scan_table_descriptions"} <= {
         job.name for job in repo.get_all_jobs()

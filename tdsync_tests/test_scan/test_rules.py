@@ -49,7 +49,9 @@ def test_merge_keeps_categories_people_edited_and_refreshes_the_scans_own() -> N
 def test_drift_lists_added_removed_and_retyped_columns_of_a_scanned_table() -> None:
     stored = [{"name": "a", "data_type": "INT"}, {"name": "b", "data_type": "TEXT"}]
     now = utcnow()
-    change = schema_drift(stored, [col("a", "BIGINT"), col("c")], previously_scanned=True, now=now)
+    # `c` of another type than `b`: the same type at b's position would be b renamed (issue 17).
+    scanned = [col("a", "BIGINT"), col("c", "DATE")]
+    change = schema_drift(stored, scanned, previously_scanned=True, now=now)
     assert (change.added, change.removed, change.type_changed) == (["c"], ["b"], ["a"])
     assert change.detected_at == now
 

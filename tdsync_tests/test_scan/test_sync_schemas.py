@@ -177,3 +177,30 @@ def test_sync_schemas_through_a_real_api_process(
         from tdsync.catalogue import open_store
 
         open_store(settings_for(env)).client.drop_database(env["TDSYNC_MONGO_DB"])
+
+
+def test_changed_only_sync_claims_and_scans_the_altered_table_alone(
+    client: TestClient, store: CatalogueStore, shop: str
+) -> None:
+    refresh(client, shop)
+    assert runs.scan(shop, trigger="cli")["failed"] == 0
+    before = {d.table_name: d.last_schema_sync for d in store.list_descriptions(shop)}
+    run_statements(store.connection_uri(shop), ["ALTER TABLE orders ADD COLUMN note VARCHAR(40)"])
+
+    response = client.post(SYNC, json={"db_connection_id": shop, "changed_only": True})
+
+    assert response.status_code == 201, response.text
+    assert [(d["table_name"], d["status"]) for d in response.json()] == [
+        ("orders", "SYNCHRONIZING")
+    ]
+    until(lambda: scan_finished(store, shop), "the scan has settled its rows", poll_s=0.1)
+    after = {d.table_name: d for d in store.list_descriptions(shop)}
+    assert after["orders"].status == Status.SCANNED
+    assert after["orders"].columns[-1].name == "note"
+    assert after["orders"].last_schema_sync > before["orders"]
+    assert {n: d.last_schema_sync for n, d in after.items() if n != "orders"} == {
+        n: t for n, t in before.items() if n != "orders"
+    }
+    # Nothing changed since: nothing is claimed.
+    again = client.post(SYNC, json={"db_connection_id": shop, "changed_only": True})
+    assert (again.status_code, again.json()) == (201, [])

@@ -40,6 +40,11 @@ class SyncSchemasRequest(BaseModel):
     ids: Annotated[list[ObjectIdStr], Field(min_length=1)] | SkipJsonSchema[None] = None
     table_names: Annotated[list[str], Field(min_length=1)] | SkipJsonSchema[None] = None
     metadata: Metadata | None = None
+    changed_only: bool = Field(
+        default=False,
+        description="only tables never scanned, FAILED, changed in structure since their scan, "
+        "or whose data is older than the connection's data_max_age_s",
+    )
 
     @model_validator(mode="after")
     def _something_to_scan(self) -> SyncSchemasRequest:
@@ -67,6 +72,7 @@ def sync_schemas(
             db_connection_id=request.db_connection_id,
             ids=request.ids,
             table_names=request.table_names,
+            changed_only=request.changed_only,
             # runs.refresh joins a refresh of the connection already running rather than
             # repeating it.
             refresh=lambda connection_id: runs.refresh(connection_id, trigger=WEBHOOK_TRIGGER),
