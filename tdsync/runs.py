@@ -40,7 +40,7 @@ from tdsync.defs.refresh_job import (
 )
 from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
 from tdsync.deployment import deployment
-from tdsync.errors import TdsyncError, ValidationFailed, error_from_code
+from tdsync.errors import ConnectionBusy, TdsyncError, ValidationFailed, error_from_code
 from tdsync.scan import progress as scan_progress
 from tdsync.scan.progress import ProgressCallback
 
@@ -156,7 +156,9 @@ def execute(
     stands for.
 
     The run holds the connection's lease (tdsync.leases) from before it starts until it ends,
-    waiting first, bounded, for another refresh or scan of the connection to finish.
+    waiting first, bounded, for another refresh or scan of the connection to finish. Outside
+    `local`, the run's first op takes the same lease again under the same holder (the run id) in
+    the run worker, which then releases it.
     """
     settings = Settings.from_env()
     dagster_instance = _thread_safe_logging(dagster_instance) if dagster_instance else instance()
@@ -182,24 +184,39 @@ def execute(
                 location.get_reconstructable_job(REPOSITORY_NAME, job_name), run, dagster_instance
             )
         else:
-            _submit_and_wait(dagster_instance, run)
+            submit(dagster_instance, run)
+            _wait(dagster_instance, run.run_id, queued_for_s=settings.lease_wait_s)
         ended = dagster_instance.get_run_by_id(run_id)
         if ended is None or ended.status != dg.DagsterRunStatus.SUCCESS:
             raise run_error(dagster_instance, run_id)  # inside: the lease records the failure
     return ended
 
 
-def _submit_and_wait(dagster_instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
-    """Hand the run to the instance's run coordinator (queue, launcher, executor) and wait."""
+def submit(dagster_instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """Hand the run to the instance's run coordinator: its queue (one run per connection, the
+    global cap), then the daemon's run launcher and the job's executor run it."""
     location = code_location(dagster_instance)
     with WorkspaceProcessContext(
         dagster_instance, InProcessWorkspaceLoadTarget(location.origin)
     ) as workspace:
         dagster_instance.submit_run(run.run_id, workspace.create_request_context())
+
+
+def _wait(dagster_instance: dg.DagsterInstance, run_id: str, *, queued_for_s: float) -> None:
+    """Until the run has ended. Another process runs it and Dagster offers no notification, so
+    its record is polled. A run still queued after `queued_for_s` (another run of its connection
+    holds the queue, or no dagster-daemon dequeues) is connection_busy; it stays queued."""
+    queued_until = time.monotonic() + queued_for_s
     while True:
-        current = dagster_instance.get_run_by_id(run.run_id)
+        current = dagster_instance.get_run_by_id(run_id)
         if current is None or current.is_finished:
             return
+        if current.status == dg.DagsterRunStatus.QUEUED and time.monotonic() > queued_until:
+            raise ConnectionBusy(
+                f"run {run_id} is still queued after {queued_for_s:.0f} s: another run of the "
+                "connection holds it, or no dagster-daemon is dequeuing runs",
+                {"run_id": run_id},
+            )
         time.sleep(WAIT_POLL_S)
 
 
@@ -270,27 +287,63 @@ def scan(
     """
     dagster_instance = dagster_instance or instance()
     run_id = run_id or str(uuid.uuid4())
+    config = scan_config(db_connection_id, table_names, description_ids, options)
+    with scan_progress.listening(run_id, on_progress):
+        execute(
+            scan_table_descriptions.name,
+            db_connection_id=db_connection_id,
+            trigger=trigger,
+            run_config=config,
+            dagster_instance=dagster_instance,
+            run_id=run_id,
+        )
+    return _output_metadata(dagster_instance, run_id, "scan_tables")
+
+
+def scan_config(
+    db_connection_id: str,
+    table_names: list[str] | None = None,
+    description_ids: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The scan job's run config for a request; out-of-bounds options are refused here with
+    validation_error, rather than as a failed run."""
     config: dict[str, Any] = {**(options or {}), "db_connection_id": db_connection_id}
     if table_names is not None:
         config["table_names"] = list(table_names)
     if description_ids is not None:
         config["description_ids"] = list(description_ids)
     try:
-        ScanConfig(**config)  # out of bounds: refused here, rather than as a failed run
+        ScanConfig(**config)
     except pydantic.ValidationError as exc:
         raise ValidationFailed(
             "invalid scan options", exc.errors(include_url=False, include_context=False)
         ) from None
-    with scan_progress.listening(run_id, on_progress):
-        execute(
-            scan_table_descriptions.name,
-            db_connection_id=db_connection_id,
-            trigger=trigger,
-            run_config={"ops": {"start_scan": {"config": config}}},
-            dagster_instance=dagster_instance,
-            run_id=run_id,
-        )
-    return _output_metadata(dagster_instance, run_id, "scan_tables")
+    return {"ops": {"start_scan": {"config": config}}}
+
+
+def submit_scan(
+    db_connection_id: str,
+    *,
+    trigger: str,
+    run_id: str,
+    table_names: list[str] | None = None,
+    description_ids: list[str] | None = None,
+    dagster_instance: dg.DagsterInstance | None = None,
+) -> dg.DagsterRun:
+    """Queue a scan run on the instance and return at once (`production`, `distributed`): the
+    daemon launches it, its first op takes the connection's lease, run monitoring watches it and
+    the run-failure sensor settles its rows if it fails."""
+    dagster_instance = dagster_instance or instance()
+    run = create_run(
+        scan_table_descriptions.name,
+        dagster_instance=dagster_instance,
+        tags={CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger},
+        run_config=scan_config(db_connection_id, table_names, description_ids),
+        run_id=run_id,
+    )
+    submit(dagster_instance, run)
+    return run
 
 
 def _output_metadata(dagster_instance: dg.DagsterInstance, run_id: str, step: str) -> dict:

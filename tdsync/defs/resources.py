@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
+from dagster._core.errors import DagsterUserCodeProcessError
+from dagster_shared.error import SerializableErrorInfo
 
 from tdsync.catalogue import shared_store
 from tdsync.config import Settings
@@ -83,21 +85,45 @@ WHAT_TO_DO = {
 }
 
 
-@contextmanager
-def failures_as_dagster() -> Iterator[None]:
-    """A TdsyncError becomes a dg.Failure that carries its error code and what to do about it,
-    for the UI and the API: an expected failure, not a crash."""
-    try:
-        yield
-    except TdsyncError as exc:
-        raise dg.Failure(
-            description=exc.message,
+class ExpectedFailure(dg.Failure, DagsterUserCodeProcessError):
+    """A dg.Failure (its description and metadata are the step failure's) that Dagster records
+    with its message and no Python stack trace.
+
+    Dagster records a step failure's error from the exception's traceback, except for an error
+    standing for another process's, which it records as that process reported it: being one too,
+    an expected failure reads as what it says, not as a crash.
+    """
+
+    def __init__(self, error: TdsyncError) -> None:
+        what_to_do = WHAT_TO_DO.get(error.error_code, "See the error message.")
+        shown = SerializableErrorInfo(
+            message=f"[{error.error_code}] {error.message}\nWhat to do: {what_to_do}",
+            stack=[],
+            cls_name=None,
+        )
+        DagsterUserCodeProcessError.__init__(
+            self, error.message, user_code_process_error_infos=[shown]
+        )
+        failure = dg.Failure(
+            description=error.message,
             metadata={
-                "error_code": exc.error_code,
-                "what_to_do": WHAT_TO_DO.get(exc.error_code, "See the error message."),
-                "detail": dg.MetadataValue.json(json.loads(json.dumps(exc.detail, default=str)))
-                if exc.detail is not None
+                "error_code": error.error_code,
+                "what_to_do": what_to_do,
+                "detail": dg.MetadataValue.json(json.loads(json.dumps(error.detail, default=str)))
+                if error.detail is not None
                 else dg.MetadataValue.null(),
             },
             allow_retries=False,
-        ) from None
+        )
+        self.description, self.metadata = failure.description, failure.metadata
+        self.allow_retries = False
+
+
+@contextmanager
+def failures_as_dagster() -> Iterator[None]:
+    """A TdsyncError becomes an ExpectedFailure that carries its error code and what to do about
+    it, for the UI and the API: an expected failure, not a crash."""
+    try:
+        yield
+    except TdsyncError as exc:
+        raise ExpectedFailure(exc) from None

@@ -1,0 +1,98 @@
+"""`production`: the API's runs are submitted to the instance, and its daemon's run launcher
+executes them in run workers of their own (not in the API's process)."""
+
+import sqlite3
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from tdsync.config import Settings, ensure_dagster_home
+from tdsync.defs.refresh_job import TRIGGER_TAG
+from tdsync.store import CatalogueStore
+from tdsync_tests.test_api.live import ApiProcess
+from tdsync_tests.test_deploy.conftest import http_refresh_and_scan, process_env, step_pids
+
+
+@pytest.fixture
+def production_env(
+    tdsync_env: dict[str, str], dagster_pg: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    monkeypatch.setenv("TDSYNC_DEPLOYMENT", "production")
+    ensure_dagster_home(Settings.from_env())
+    return {**tdsync_env, "TDSYNC_DEPLOYMENT": "production"}
+
+
+def shop(path: Path) -> str:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT NOT NULL)")
+        db.execute("INSERT INTO orders (status) VALUES ('paid'), ('open')")
+        db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+    return f"sqlite:///{path}"
+
+
+def test_http_refresh_and_scan_are_run_by_the_instances_launcher_not_the_api(
+    production_env: dict[str, str],
+    dagster_daemon,
+    store: CatalogueStore,
+    sqlite_path: Path,
+    tmp_path: Path,
+) -> None:
+    conn = store.add_connection(alias="prod-shop", connection_uri=shop(sqlite_path))
+
+    done = http_refresh_and_scan(conn.id, tmp_path / "api.log")
+
+    # The API answered as SPEC says: the refresh with the descriptions, the scan with its claim.
+    assert [(d["table_name"], d["status"]) for d in done.refreshed] == [
+        ("customers", "NOT_SCANNED"),
+        ("orders", "NOT_SCANNED"),
+    ]
+    assert {d["status"] for d in done.claimed} == {"SYNCHRONIZING"}
+    [orders] = store.list_descriptions(conn.id, table_name="orders")
+    assert [c.name for c in orders.columns] == ["id", "status"]
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
+        for run_id in (done.refresh_run_id, done.scan_run_id):
+            run = instance.get_run_by_id(run_id)
+            assert run.status == dg.DagsterRunStatus.SUCCESS
+            assert run.tags[TRIGGER_TAG] == "webhook"
+            assert run.remote_job_origin.location_name == "tdsync.definitions"
+            # Every step ran in one run worker the launcher started, not in the API.
+            [worker] = step_pids(instance, run_id)
+            assert worker != done.api_pid
+        # Dequeued by the daemon: the run went through the queue.
+        events = instance.get_records_for_run(
+            done.refresh_run_id, of_type=dg.DagsterEventType.RUN_DEQUEUED
+        ).records
+        assert len(events) == 1
+
+
+def test_a_failed_submitted_refresh_answers_with_its_error_code(
+    production_env: dict[str, str],
+    dagster_daemon,
+    store: CatalogueStore,
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "nope.db"
+    conn = store.add_connection(alias="prod-missing", connection_uri=f"sqlite:///{missing}")
+    api = ApiProcess(process_env(), tmp_path / "api.log")
+    try:
+        with api.client(timeout=180.0) as http:
+            answer = http.post(
+                "/api/v1/table-descriptions/refresh", json={"db_connection_id": conn.id}
+            )
+    finally:
+        api.stop()
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert body["error_code"] == "invalid_database_connection"
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(body["detail"]["run_id"])
+        assert run.status == dg.DagsterRunStatus.FAILURE
+        [worker] = {
+            r.event_log_entry.dagster_event.pid
+            for r in instance.get_records_for_run(
+                run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE
+            ).records
+        }
+        assert worker != api.proc.pid
