@@ -152,7 +152,7 @@ def http_refresh_and_scan(connection_id: str, log_path: Path) -> HttpRuns:
     (TDSYNC_*, DAGSTER_* of the test), the scan awaited through the descriptions."""
     api = ApiProcess(process_env(), log_path)
     try:
-        with api.client(timeout=180.0) as http:
+        with api.client() as http:
             refreshed = http.post(
                 "/api/v1/table-descriptions/refresh", json={"db_connection_id": connection_id}
             )
