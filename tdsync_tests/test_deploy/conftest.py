@@ -176,6 +176,9 @@ def http_refresh_and_scan(connection_id: str, log_path: Path) -> HttpRuns:
             run.job_name: run.run_id
             for run in instance.get_runs(dg.RunsFilter(tags={CONNECTION_TAG: connection_id}))
         }
+        scan_run = by_job["scan_table_descriptions"]
+        # Its rows are settled before its last events are: await the run's end too.
+        until(lambda: instance.get_run_by_id(scan_run).is_finished, "the scan run ended", 60, 0.2)
     return HttpRuns(
         api.proc.pid,
         refreshed.json(),
