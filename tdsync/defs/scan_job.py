@@ -12,7 +12,6 @@ import dagster as dg
 
 from tdsync import leases
 from tdsync.bulk import gc_paused
-from tdsync.config import Settings
 from tdsync.defs.leases import release_connection_lease
 from tdsync.defs.refresh_job import TRIGGER_TAG, ConnectionRef, take_connection
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
@@ -48,10 +47,10 @@ def start_scan(
     context: dg.OpExecutionContext, config: ScanConfig, catalogue: CatalogueResource
 ) -> ScanBatch:
     """Load the connection, fail rows of dead scans, mark the requested rows SYNCHRONIZING."""
-    settings = Settings.from_env()
+    settings = catalogue.settings()
     with failures_as_dagster():
         store = catalogue.get_store()
-        conn = take_connection(context, store, config.db_connection_id)
+        conn = take_connection(context, catalogue, config.db_connection_id)
         now = utcnow()
         expired = store.expire_scan_leases(conn.id, now)
         ids = None  # all of the connection's
@@ -92,7 +91,7 @@ def scan_tables(
         batch.connection.id,
         context.run_id,
         len(batch.targets),
-        lease_s=Settings.from_env().scan_lease_s,
+        lease_s=catalogue.settings().scan_lease_s,
         log=context.log.info,
         warn=context.log.warning,
     )
