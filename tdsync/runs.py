@@ -9,6 +9,7 @@ instance, whose run queue, launcher and executor run it, and this process waits 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -155,14 +156,26 @@ def execute(
     """Run a job for one connection and wait for it; a failed run raises the TdsyncError it
     stands for.
 
-    The run holds the connection's lease (tdsync.leases) from before it starts until it ends,
-    waiting first, bounded, for another refresh or scan of the connection to finish. Outside
-    `local`, the run's first op takes the same lease again under the same holder (the run id) in
-    the run worker, which then releases it.
+    In `local` the run executes in this process, where the instance's run queue cannot see it:
+    it holds the connection's lease (tdsync.leases) from before it starts until it ends, waiting
+    first, bounded, for another refresh or scan of the connection. Elsewhere the run is queued
+    like any other (one run per connection) and takes the lease in its first op.
     """
     settings = Settings.from_env()
     dagster_instance = _thread_safe_logging(dagster_instance) if dagster_instance else instance()
     run_id = run_id or str(uuid.uuid4())
+    tags = {CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger}
+    if deployment() != "local":
+        run = create_run(
+            job_name,
+            dagster_instance=dagster_instance,
+            tags=tags,
+            run_config=run_config,
+            partition=partition,
+            run_id=run_id,
+        )
+        submit(dagster_instance, run)
+        return _ended(dagster_instance, run_id, queued_for_s=settings.lease_wait_s)
     with leases.held(
         shared_store(settings),
         db_connection_id,
@@ -173,19 +186,15 @@ def execute(
         run = create_run(
             job_name,
             dagster_instance=dagster_instance,
-            tags={CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger},
+            tags=tags,
             run_config=run_config,
             partition=partition,
             run_id=run_id,
         )
-        if deployment() == "local":
-            location = code_location(dagster_instance)
-            execute_run(
-                location.get_reconstructable_job(REPOSITORY_NAME, job_name), run, dagster_instance
-            )
-        else:
-            submit(dagster_instance, run)
-            _wait(dagster_instance, run.run_id, queued_for_s=settings.lease_wait_s)
+        location = code_location(dagster_instance)
+        execute_run(
+            location.get_reconstructable_job(REPOSITORY_NAME, job_name), run, dagster_instance
+        )
         ended = dagster_instance.get_run_by_id(run_id)
         if ended is None or ended.status != dg.DagsterRunStatus.SUCCESS:
             raise run_error(dagster_instance, run_id)  # inside: the lease records the failure
@@ -202,22 +211,48 @@ def submit(dagster_instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
         dagster_instance.submit_run(run.run_id, workspace.create_request_context())
 
 
-def _wait(dagster_instance: dg.DagsterInstance, run_id: str, *, queued_for_s: float) -> None:
-    """Until the run has ended. Another process runs it and Dagster offers no notification, so
-    its record is polled. A run still queued after `queued_for_s` (another run of its connection
-    holds the queue, or no dagster-daemon dequeues) is connection_busy; it stays queued."""
+def _ended(
+    dagster_instance: dg.DagsterInstance, run_id: str, *, queued_for_s: float
+) -> dg.DagsterRun:
+    """The run once it has ended successfully, or the error it failed with.
+
+    Another process runs it and Dagster offers no notification, so its record is polled. A run
+    still queued after `queued_for_s` (another run of its connection is ahead of it, or no
+    dagster-daemon dequeues) is cancelled: connection_busy, as when a lease stays taken.
+    """
     queued_until = time.monotonic() + queued_for_s
     while True:
         current = dagster_instance.get_run_by_id(run_id)
         if current is None or current.is_finished:
-            return
+            break
         if current.status == dg.DagsterRunStatus.QUEUED and time.monotonic() > queued_until:
+            dagster_instance.run_coordinator.cancel_run(run_id)
             raise ConnectionBusy(
-                f"run {run_id} is still queued after {queued_for_s:.0f} s: another run of the "
-                "connection holds it, or no dagster-daemon is dequeuing runs",
+                f"run {run_id} was still queued after {queued_for_s:.0f} s (another run of the "
+                "connection is ahead of it, or no dagster-daemon is dequeuing runs): cancelled",
                 {"run_id": run_id},
             )
         time.sleep(WAIT_POLL_S)
+    if current is None or current.status != dg.DagsterRunStatus.SUCCESS:
+        raise run_error(dagster_instance, run_id)
+    return current
+
+
+def _refresh_in_flight(dagster_instance: dg.DagsterInstance, connection_id: str) -> str | None:
+    """The id of a refresh run of the connection that is queued or running, if any."""
+    in_flight = dagster_instance.get_run_ids(
+        dg.RunsFilter(
+            job_name=refresh_table_descriptions.name,
+            tags={CONNECTION_TAG: connection_id},
+            statuses=[
+                dg.DagsterRunStatus.QUEUED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+            ],
+        ),
+        limit=1,
+    )
+    return in_flight[0] if in_flight else None
 
 
 def refresh(
@@ -226,23 +261,32 @@ def refresh(
     """Refresh one connection: materialize its `table_descriptions` partition; returns the
     refresh's summary (what it added, deprecated, restored, ...).
 
-    While another refresh of the connection runs, this waits for it and returns its summary
-    rather than listing the same tables again a moment later.
+    While another refresh of the connection runs (or is queued), this waits for it and returns its
+    summary rather than listing the same tables again a moment later.
     """
     settings = Settings.from_env()
     store = shared_store(settings)
     dagster_instance = dagster_instance or instance()
     run_id = str(uuid.uuid4())
-    joined = leases.acquire(
-        store,
-        db_connection_id,
-        holder=run_id,
-        kind=refresh_table_descriptions.name,
-        wait_s=settings.lease_wait_s,
-        join=True,
-    )
-    if joined is not None:
-        return refresh_summary(dagster_instance, joined.run_id)
+    if deployment() != "local":
+        # The instance's run records say whether a refresh of the connection is in flight.
+        running = _refresh_in_flight(dagster_instance, db_connection_id)
+        if running is not None:
+            with contextlib.suppress(TdsyncError):  # it failed: refresh here
+                _ended(dagster_instance, running, queued_for_s=settings.lease_wait_s)
+                return refresh_summary(dagster_instance, running)
+    else:
+        # In-process runs are joined through the connection lease they hold.
+        joined = leases.acquire(
+            store,
+            db_connection_id,
+            holder=run_id,
+            kind=refresh_table_descriptions.name,
+            wait_s=settings.lease_wait_s,
+            join=True,
+        )
+        if joined is not None:
+            return refresh_summary(dagster_instance, joined.run_id)
     execute(
         refresh_table_descriptions.name,
         db_connection_id=db_connection_id,

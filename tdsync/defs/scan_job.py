@@ -9,6 +9,7 @@ when its lease runs out (the next refresh or scan) or at once through the run-fa
 from dataclasses import dataclass
 
 import dagster as dg
+from pydantic import Field
 
 from tdsync import leases
 from tdsync.bulk import gc_paused
@@ -24,9 +25,19 @@ from tdsync.store import CatalogueStore, lease_expiry
 
 
 class ScanConfig(dg.Config):
-    db_connection_id: str
-    table_names: list[str] | None = None  # `table` or `schema.table`
-    description_ids: list[str] | None = None
+    db_connection_id: str = Field(
+        description=(
+            "The connection to scan: its alias (the table_descriptions partition's name; "
+            "`tdsync connections list`) or its id (`id` in GET /api/v1/database-connections)."
+        )
+    )
+    table_names: list[str] | None = Field(
+        default=None,
+        description="Only these tables (`table` or `schema.table`); unset: every table not DEPRECATED.",
+    )
+    description_ids: list[str] | None = Field(
+        default=None, description="Only these table descriptions, by id."
+    )
     # Bounded (tdsync.scan.model): a run asked for more fails at its first step, claiming nothing.
     max_categories: MaxCategories = 100
     example_rows: ExampleRows = 3

@@ -2,7 +2,8 @@
 
 `POST /refresh` runs the `refresh_table_descriptions` job as a Dagster run on the configured
 instance (tagged `tdsync/trigger=webhook`) and answers 201 with the connection's full list once
-the run has finished. Concurrent refreshes of one connection share one run.
+the run has finished. Concurrent refreshes of one connection share one run (tdsync.runs.refresh
+joins a refresh of the connection in flight, in any process).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ async def refresh_table_descriptions(body: RefreshRequest, state: State) -> list
     connection = await run_in_threadpool(
         lambda: state.store().get_connection(body.db_connection_id)
     )
-    return await state.refreshes.run(connection.id, lambda: _refresh(state, connection.id))
+    return await run_in_threadpool(_refresh, state, connection.id)
 
 
 def _refresh(state: ApiState, connection_id: str) -> list[TableDescription]:
