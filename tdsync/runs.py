@@ -212,13 +212,14 @@ def submit(dagster_instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
 
 
 def _ended(
-    dagster_instance: dg.DagsterInstance, run_id: str, *, queued_for_s: float
+    dagster_instance: dg.DagsterInstance, run_id: str, *, queued_for_s: float, own: bool = True
 ) -> dg.DagsterRun:
     """The run once it has ended successfully, or the error it failed with.
 
     Another process runs it and Dagster offers no notification, so its record is polled. A run
     still queued after `queued_for_s` (another run of its connection is ahead of it, or no
-    dagster-daemon dequeues) is cancelled: connection_busy, as when a lease stays taken.
+    dagster-daemon dequeues) is connection_busy, as when a lease stays taken; this caller's
+    `own` run is then cancelled (another caller's run it joined is left to that caller).
     """
     queued_until = time.monotonic() + queued_for_s
     while True:
@@ -226,10 +227,11 @@ def _ended(
         if current is None or current.is_finished:
             break
         if current.status == dg.DagsterRunStatus.QUEUED and time.monotonic() > queued_until:
-            dagster_instance.run_coordinator.cancel_run(run_id)
+            if own:
+                dagster_instance.run_coordinator.cancel_run(run_id)
             raise ConnectionBusy(
                 f"run {run_id} was still queued after {queued_for_s:.0f} s (another run of the "
-                "connection is ahead of it, or no dagster-daemon is dequeuing runs): cancelled",
+                "connection is ahead of it, or no dagster-daemon is dequeuing runs)",
                 {"run_id": run_id},
             )
         time.sleep(WAIT_POLL_S)
@@ -273,7 +275,7 @@ def refresh(
         running = _refresh_in_flight(dagster_instance, db_connection_id)
         if running is not None:
             with contextlib.suppress(TdsyncError):  # it failed: refresh here
-                _ended(dagster_instance, running, queued_for_s=settings.lease_wait_s)
+                _ended(dagster_instance, running, queued_for_s=settings.lease_wait_s, own=False)
                 return refresh_summary(dagster_instance, running)
     else:
         # In-process runs are joined through the connection lease they hold.

@@ -7,8 +7,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from tdsync import runs
 from tdsync.config import Settings, ensure_dagster_home
 from tdsync.defs.refresh_job import TRIGGER_TAG
+from tdsync.errors import ConnectionBusy
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_api.live import ApiProcess
 from tdsync_tests.test_deploy.conftest import http_refresh_and_scan, process_env, step_pids
@@ -94,3 +96,21 @@ def test_a_failed_submitted_refresh_answers_with_its_error_code(
             ).records
         }
         assert worker != api.proc.pid
+
+
+def test_a_refresh_nothing_dequeues_is_connection_busy_and_its_run_cancelled(
+    production_env: dict[str, str],
+    store: CatalogueStore,
+    sqlite_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TDSYNC_LEASE_WAIT_S", "1")
+    conn = store.add_connection(alias="prod-queued", connection_uri=shop(sqlite_path))
+
+    # No dagster-daemon runs: the submitted run stays queued.
+    with pytest.raises(ConnectionBusy, match="no dagster-daemon") as busy:
+        runs.refresh(conn.id, trigger="cli")
+
+    run = runs.instance().get_run_by_id(busy.value.detail["run_id"])
+    assert run.status == dg.DagsterRunStatus.CANCELED
+    assert store.list_descriptions(conn.id) == []
