@@ -2,6 +2,8 @@
 executes them in run workers of their own (not in the API's process)."""
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -9,7 +11,7 @@ import pytest
 
 from tdsync import runs
 from tdsync.config import Settings, ensure_dagster_home
-from tdsync.defs.refresh_job import TRIGGER_TAG
+from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.errors import ConnectionBusy
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_api.live import ApiProcess
@@ -33,7 +35,7 @@ def shop(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def test_http_refresh_and_scan_are_run_by_the_instances_launcher_not_the_api(
+def test_http_and_cli_runs_are_executed_by_the_instances_launcher_not_the_caller(
     production_env: dict[str, str],
     dagster_daemon,
     store: CatalogueStore,
@@ -62,6 +64,20 @@ def test_http_refresh_and_scan_are_run_by_the_instances_launcher_not_the_api(
             # Every step ran in one run worker the launcher started, not in the API.
             [worker] = step_pids(instance, run_id)
             assert worker != done.api_pid
+        # The CLI too: `tdsync refresh` submits its run and waits for the run worker to end it.
+        cli = subprocess.Popen(
+            [str(Path(sys.executable).with_name("tdsync")), "refresh", "prod-shop"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        output, _ = cli.communicate(timeout=180)
+        assert cli.returncode == 0, output
+        [by_cli] = instance.get_runs(
+            dg.RunsFilter(tags={CONNECTION_TAG: conn.id, TRIGGER_TAG: "cli"})
+        )
+        assert by_cli.status == dg.DagsterRunStatus.SUCCESS
+        assert cli.pid not in step_pids(instance, by_cli.run_id)
         # Through the queue: enqueued by the API, then launched by the daemon.
         for step in (dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.RUN_STARTING):
             assert len(instance.get_records_for_run(done.refresh_run_id, of_type=step).records) == 1
