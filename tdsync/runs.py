@@ -205,9 +205,13 @@ def submit(dagster_instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
     """Hand the run to the instance's run coordinator: its queue (one run per connection, the
     global cap), then the daemon's run launcher and the job's executor run it."""
     location = code_location(dagster_instance)
-    with WorkspaceProcessContext(
-        dagster_instance, InProcessWorkspaceLoadTarget(location.origin)
-    ) as workspace:
+    # The workspace loads the location again, reading the defs state of the current instance.
+    with (
+        set_defs_state_storage(dagster_instance.defs_state_storage),
+        WorkspaceProcessContext(
+            dagster_instance, InProcessWorkspaceLoadTarget(location.origin)
+        ) as workspace,
+    ):
         dagster_instance.submit_run(run.run_id, workspace.create_request_context())
 
 
