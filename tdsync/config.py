@@ -3,26 +3,51 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path
-    mongo_uri: str | None
-    mongo_db: str
-    encryption_key: str | None
-    api_key: str | None
-    dagster_home: Path
-    source_timeout_s: float
-    scan_lease_s: float
+def default_home() -> Path:
+    """One catalogue per user, wherever a command runs from (not the current directory, where a
+    command run elsewhere would silently start a second, empty catalogue)."""
+    return Path(platformdirs.user_data_dir("tdsync", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Every setting of tdsync, typed, read from the environment here and nowhere else: the
+    variable of each field is its name in capitals with the TDSYNC_ prefix (DAGSTER_HOME for
+    `dagster_home`). An empty variable counts as unset; fields given as arguments win."""
+
+    model_config = SettingsConfigDict(env_prefix="TDSYNC_", env_ignore_empty=True, extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+    mongo_uri: str | None = None
+    mongo_db: str = "tdsync"
+    encryption_key: str | None = None
+    api_key: str | None = None
+    # Unset: `home`/dagster.
+    dagster_home: Path | None = Field(
+        default=None, validation_alias=AliasChoices("dagster_home", "DAGSTER_HOME")
+    )
+    source_timeout_s: float = 10.0
+    scan_lease_s: float = 900.0
     # How long a refresh or scan waits for another run of its connection to finish.
     lease_wait_s: float = 300.0
-    # How long a scan waits while its source answers nothing before it gives up.
-    scan_stall_s: float = 30.0
+    # How long a scan waits while its source answers nothing before it gives up. Unset: past
+    # the source's own bounds (statement timeout, then the client's cut-off at twice it), so
+    # only a source that answers nothing at all stops a scan.
+    scan_stall_s: float | None = None
+
+    @model_validator(mode="after")
+    def _derived(self) -> Settings:
+        self.home = self.home.absolute()
+        self.dagster_home = (self.dagster_home or self.home / "dagster").absolute()
+        if self.scan_stall_s is None:
+            self.scan_stall_s = 3 * self.source_timeout_s
+        return self
 
     @property
     def embedded(self) -> bool:
@@ -42,29 +67,8 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        env = os.environ
-        home = Path(env.get("TDSYNC_HOME") or default_home()).absolute()
-        source_timeout_s = float(env.get("TDSYNC_SOURCE_TIMEOUT_S") or 10)
-        return cls(
-            home=home,
-            mongo_uri=env.get("TDSYNC_MONGO_URI") or None,
-            mongo_db=env.get("TDSYNC_MONGO_DB") or "tdsync",
-            encryption_key=env.get("TDSYNC_ENCRYPTION_KEY") or None,
-            api_key=env.get("TDSYNC_API_KEY") or None,
-            dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").absolute(),
-            source_timeout_s=source_timeout_s,
-            scan_lease_s=float(env.get("TDSYNC_SCAN_LEASE_S") or 900),
-            lease_wait_s=float(env.get("TDSYNC_LEASE_WAIT_S") or 300),
-            # Past the source's own bounds (statement timeout, then the client's cut-off at
-            # twice it), so only a source that answers nothing at all stops a scan.
-            scan_stall_s=float(env.get("TDSYNC_SCAN_STALL_S") or 3 * source_timeout_s),
-        )
-
-
-def default_home() -> Path:
-    """One catalogue per user, wherever a command runs from (not the current directory, where a
-    command run elsewhere would silently start a second, empty catalogue)."""
-    return Path(platformdirs.user_data_dir("tdsync", appauthor=False))
+        """The settings as the environment says now."""
+        return cls()
 
 
 def private_dir(path: Path) -> Path:

@@ -11,7 +11,7 @@ from tdsync.defs.assets import table_description_checks
 from tdsync.defs.refresh_job import refresh_table_descriptions, table_descriptions
 from tdsync.defs.resources import default_resources
 from tdsync.defs.scan_job import scan_table_descriptions
-from tdsync.deployment import executor
+from tdsync.deployment import deployment, executor
 
 
 @dg.logger(description="Run events as records of the Python logger `tdsync.runs`.")
@@ -37,8 +37,10 @@ def defs() -> dg.Definitions:
             sensors.settle_cancelled_runs,
             sensors.sync_connection_partitions,
             sensors.check_table_descriptions,
-            sensors.settle_orphaned_runs,
             sensors.scan_what_refreshes_found,
+            # Only `local` executes runs in the API's or CLI's own process, where Dagster's run
+            # monitoring cannot see them die; elsewhere run workers do, under run monitoring.
+            *([sensors.settle_orphaned_runs] if deployment() == "local" else []),
         ],
         resources=default_resources(),
         executor=executor(),

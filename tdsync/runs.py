@@ -9,6 +9,7 @@ instance, whose run queue, launcher and executor run it, and this process waits 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -41,7 +42,7 @@ from tdsync.defs.refresh_job import (
 )
 from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
 from tdsync.deployment import deployment
-from tdsync.errors import TdsyncError, ValidationFailed, error_from_code
+from tdsync.errors import ConnectionBusy, TdsyncError, ValidationFailed, error_from_code
 from tdsync.scan import progress as scan_progress
 from tdsync.scan.progress import ProgressCallback
 
@@ -156,12 +157,26 @@ def execute(
     """Run a job for one connection and wait for it; a failed run raises the TdsyncError it
     stands for.
 
-    The run holds the connection's lease (tdsync.leases) from before it starts until it ends,
-    waiting first, bounded, for another refresh or scan of the connection to finish.
+    In `local` the run executes in this process, where the instance's run queue cannot see it:
+    it holds the connection's lease (tdsync.leases) from before it starts until it ends, waiting
+    first, bounded, for another refresh or scan of the connection. Elsewhere the run is queued
+    like any other (one run per connection) and takes the lease in its first op.
     """
     settings = Settings.from_env()
     dagster_instance = _thread_safe_logging(dagster_instance) if dagster_instance else instance()
     run_id = run_id or str(uuid.uuid4())
+    tags = {CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger}
+    if deployment() != "local":
+        run = create_run(
+            job_name,
+            dagster_instance=dagster_instance,
+            tags=tags,
+            run_config=run_config,
+            partition=partition,
+            run_id=run_id,
+        )
+        submit(dagster_instance, run)
+        return _ended(dagster_instance, run_id, queued_for_s=settings.lease_wait_s)
     with leases.held(
         shared_store(settings),
         db_connection_id,
@@ -172,36 +187,79 @@ def execute(
         run = create_run(
             job_name,
             dagster_instance=dagster_instance,
-            tags={CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger},
+            tags=tags,
             run_config=run_config,
             partition=partition,
             run_id=run_id,
         )
-        if deployment() == "local":
-            location = code_location(dagster_instance)
-            execute_run(
-                location.get_reconstructable_job(REPOSITORY_NAME, job_name), run, dagster_instance
-            )
-        else:
-            _submit_and_wait(dagster_instance, run)
+        location = code_location(dagster_instance)
+        execute_run(
+            location.get_reconstructable_job(REPOSITORY_NAME, job_name), run, dagster_instance
+        )
         ended = dagster_instance.get_run_by_id(run_id)
         if ended is None or ended.status != dg.DagsterRunStatus.SUCCESS:
             raise run_error(dagster_instance, run_id)  # inside: the lease records the failure
     return ended
 
 
-def _submit_and_wait(dagster_instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
-    """Hand the run to the instance's run coordinator (queue, launcher, executor) and wait."""
+def submit(dagster_instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """Hand the run to the instance's run coordinator: its queue (one run per connection, the
+    global cap), then the daemon's run launcher and the job's executor run it."""
     location = code_location(dagster_instance)
-    with WorkspaceProcessContext(
-        dagster_instance, InProcessWorkspaceLoadTarget(location.origin)
-    ) as workspace:
+    # The workspace loads the location again, reading the defs state of the current instance.
+    with (
+        set_defs_state_storage(dagster_instance.defs_state_storage),
+        WorkspaceProcessContext(
+            dagster_instance, InProcessWorkspaceLoadTarget(location.origin)
+        ) as workspace,
+    ):
         dagster_instance.submit_run(run.run_id, workspace.create_request_context())
+
+
+def _ended(
+    dagster_instance: dg.DagsterInstance, run_id: str, *, queued_for_s: float, own: bool = True
+) -> dg.DagsterRun:
+    """The run once it has ended successfully, or the error it failed with.
+
+    Another process runs it and Dagster offers no notification, so its record is polled. A run
+    still queued after `queued_for_s` (another run of its connection is ahead of it, or no
+    dagster-daemon dequeues) is connection_busy, as when a lease stays taken; this caller's
+    `own` run is then cancelled (another caller's run it joined is left to that caller).
+    """
+    queued_until = time.monotonic() + queued_for_s
     while True:
-        current = dagster_instance.get_run_by_id(run.run_id)
+        current = dagster_instance.get_run_by_id(run_id)
         if current is None or current.is_finished:
-            return
+            break
+        if current.status == dg.DagsterRunStatus.QUEUED and time.monotonic() > queued_until:
+            if own:
+                dagster_instance.run_coordinator.cancel_run(run_id)
+            raise ConnectionBusy(
+                f"run {run_id} was still queued after {queued_for_s:.0f} s (another run of the "
+                "connection is ahead of it, or no dagster-daemon is dequeuing runs)",
+                {"run_id": run_id},
+            )
         time.sleep(WAIT_POLL_S)
+    if current is None or current.status != dg.DagsterRunStatus.SUCCESS:
+        raise run_error(dagster_instance, run_id)
+    return current
+
+
+def _refresh_in_flight(dagster_instance: dg.DagsterInstance, connection_id: str) -> str | None:
+    """The id of a refresh run of the connection that is queued or running, if any."""
+    in_flight = dagster_instance.get_run_ids(
+        dg.RunsFilter(
+            job_name=refresh_table_descriptions.name,
+            tags={CONNECTION_TAG: connection_id},
+            statuses=[
+                dg.DagsterRunStatus.QUEUED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+            ],
+        ),
+        limit=1,
+    )
+    return in_flight[0] if in_flight else None
 
 
 def refresh(
@@ -214,24 +272,35 @@ def refresh(
     """Refresh one connection: materialize its `table_descriptions` partition; returns the
     refresh's summary (what it added, deprecated, restored, ...).
 
-    While another refresh of the connection runs, this waits for it and returns its summary
-    rather than listing the same tables again a moment later; unless schemas are confirmed empty
-    (`allow_empty_schemas`), which only a refresh of its own can honour.
+    While another refresh of the connection runs (or is queued), this waits for it and returns its
+    summary rather than listing the same tables again a moment later; unless schemas are confirmed
+    empty (`allow_empty_schemas`), which only a refresh of its own can honour.
     """
     settings = Settings.from_env()
     store = shared_store(settings)
     dagster_instance = dagster_instance or instance()
     run_id = str(uuid.uuid4())
-    joined = leases.acquire(
-        store,
-        db_connection_id,
-        holder=run_id,
-        kind=refresh_table_descriptions.name,
-        wait_s=settings.lease_wait_s,
-        join=not allow_empty_schemas,
-    )
-    if joined is not None:
-        return refresh_summary(dagster_instance, joined.run_id)
+    if deployment() != "local":
+        # The instance's run records say whether a refresh of the connection is in flight.
+        running = (
+            None if allow_empty_schemas else _refresh_in_flight(dagster_instance, db_connection_id)
+        )
+        if running is not None:
+            with contextlib.suppress(TdsyncError):  # it failed: refresh here
+                _ended(dagster_instance, running, queued_for_s=settings.lease_wait_s, own=False)
+                return refresh_summary(dagster_instance, running)
+    else:
+        # In-process runs are joined through the connection lease they hold.
+        joined = leases.acquire(
+            store,
+            db_connection_id,
+            holder=run_id,
+            kind=refresh_table_descriptions.name,
+            wait_s=settings.lease_wait_s,
+            join=not allow_empty_schemas,
+        )
+        if joined is not None:
+            return refresh_summary(dagster_instance, joined.run_id)
     execute(
         refresh_table_descriptions.name,
         db_connection_id=db_connection_id,
@@ -277,27 +346,63 @@ def scan(
     """
     dagster_instance = dagster_instance or instance()
     run_id = run_id or str(uuid.uuid4())
+    config = scan_config(db_connection_id, table_names, description_ids, options)
+    with scan_progress.listening(run_id, on_progress):
+        execute(
+            scan_table_descriptions.name,
+            db_connection_id=db_connection_id,
+            trigger=trigger,
+            run_config=config,
+            dagster_instance=dagster_instance,
+            run_id=run_id,
+        )
+    return _output_metadata(dagster_instance, run_id, "scan_tables")
+
+
+def scan_config(
+    db_connection_id: str,
+    table_names: list[str] | None = None,
+    description_ids: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The scan job's run config for a request; out-of-bounds options are refused here with
+    validation_error, rather than as a failed run."""
     config: dict[str, Any] = {**(options or {}), "db_connection_id": db_connection_id}
     if table_names is not None:
         config["table_names"] = list(table_names)
     if description_ids is not None:
         config["description_ids"] = list(description_ids)
     try:
-        ScanConfig(**config)  # out of bounds: refused here, rather than as a failed run
+        ScanConfig(**config)
     except pydantic.ValidationError as exc:
         raise ValidationFailed(
             "invalid scan options", exc.errors(include_url=False, include_context=False)
         ) from None
-    with scan_progress.listening(run_id, on_progress):
-        execute(
-            scan_table_descriptions.name,
-            db_connection_id=db_connection_id,
-            trigger=trigger,
-            run_config={"ops": {"start_scan": {"config": config}}},
-            dagster_instance=dagster_instance,
-            run_id=run_id,
-        )
-    return _output_metadata(dagster_instance, run_id, "scan_tables")
+    return {"ops": {"start_scan": {"config": config}}}
+
+
+def submit_scan(
+    db_connection_id: str,
+    *,
+    trigger: str,
+    run_id: str,
+    table_names: list[str] | None = None,
+    description_ids: list[str] | None = None,
+    dagster_instance: dg.DagsterInstance | None = None,
+) -> dg.DagsterRun:
+    """Queue a scan run on the instance and return at once (`production`, `distributed`): the
+    daemon launches it, its first op takes the connection's lease, run monitoring watches it and
+    the run-failure sensor settles its rows if it fails."""
+    dagster_instance = dagster_instance or instance()
+    run = create_run(
+        scan_table_descriptions.name,
+        dagster_instance=dagster_instance,
+        tags={CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger},
+        run_config=scan_config(db_connection_id, table_names, description_ids),
+        run_id=run_id,
+    )
+    submit(dagster_instance, run)
+    return run
 
 
 def _output_metadata(dagster_instance: dg.DagsterInstance, run_id: str, step: str) -> dict:

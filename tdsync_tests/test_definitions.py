@@ -9,6 +9,9 @@ import dagster as dg
 import pytest
 from dagster._cli.workspace.cli_target import WorkspaceOpts, get_workspace_from_cli_opts
 
+import tdsync.definitions
+from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,3 +61,48 @@ def test_dagster_definitions_validate_passes(tdsync_env: dict[str, str]) -> None
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_dg_check_defs_passes_and_loading_warns_of_nothing_deprecated(
+    tdsync_env: dict[str, str],
+) -> None:
+    dg_cli = Path(sys.executable).with_name("dg")
+    result = subprocess.run(
+        [str(dg_cli), "check", "defs"],
+        cwd=REPO_ROOT,
+        env={**os.environ, **tdsync_env, "VIRTUAL_ENV": str(Path(sys.executable).parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "All definitions loaded successfully" in result.stdout + result.stderr
+
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            *("-W", "error::DeprecationWarning:dagster"),
+            *("-W", "error::dagster.SupersessionWarning"),
+            *("-c", "import tdsync.definitions as d; d.defs().get_repository_def()"),
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, **tdsync_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert loaded.returncode == 0, loaded.stderr[-4000:]
+
+
+def test_resources_show_where_their_settings_come_from(tdsync_env: dict[str, str]) -> None:
+    resources = tdsync.definitions.defs().resources
+    catalogue = resources["catalogue"]
+    # Bound to the variables, not to their values: the UI never shows the key or the URI.
+    assert catalogue.encryption_key == dg.EnvVar("TDSYNC_ENCRYPTION_KEY")
+    assert catalogue.mongo_uri == dg.EnvVar("TDSYNC_MONGO_URI")
+    # Read when a run starts.
+    with dg.build_resources({"catalogue": catalogue}) as started:
+        assert started.catalogue.settings().mongo_db == tdsync_env["TDSYNC_MONGO_DB"]
+    # Set as fields, a test or an operator needs no environment variable.
+    assert SourceDatabasesResource(timeout_s=1.5)._timeout_s() == 1.5
+    assert CatalogueResource(lease_wait_s=2).settings().lease_wait_s == 2

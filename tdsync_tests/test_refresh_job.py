@@ -191,6 +191,45 @@ def test_failed_run_reads_as_the_error_with_its_code_and_what_to_do(
     assert data.metadata["error_code"].value == "empty_database"
     assert data.metadata["what_to_do"].value.startswith("Nothing was deprecated.")
 
+    # What the UI shows (its GraphQL): the code, message and what to do, no Python stack trace.
+    [shown] = [
+        event
+        for event in graphql_run_events(err.value.detail["run_id"])
+        if event["__typename"] == "ExecutionStepFailureEvent"
+    ]
+    assert shown["error"]["stack"] == []
+    assert shown["error"]["message"].startswith(f"[empty_database] {err.value.message}")
+    assert "What to do: Nothing was deprecated." in shown["error"]["message"]
+    assert {e["label"] for e in shown["failureMetadata"]["metadataEntries"]} >= {
+        "error_code",
+        "what_to_do",
+    }
+
+
+RUN_EVENTS = """query($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection {
+  events { __typename ... on ExecutionStepFailureEvent {
+    error { message stack } failureMetadata { metadataEntries { label } } } } } } }"""
+
+
+def graphql_run_events(run_id: str) -> list[dict]:
+    """A run's events as the Dagster UI reads them, through the webserver's GraphQL schema."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    instance = runs.instance()
+    target = InProcessWorkspaceLoadTarget(runs.code_location(instance).origin)
+    with (
+        set_defs_state_storage(instance.defs_state_storage),
+        WorkspaceProcessContext(instance, target) as workspace,
+    ):
+        result = execute_dagster_graphql(
+            workspace.create_request_context(), RUN_EVENTS, {"runId": run_id}
+        )
+    assert not result.errors, result.errors
+    return result.data["logsForRun"]["events"]
+
 
 def test_missing_sqlite_file_is_invalid_connection_and_never_created(
     store: CatalogueStore, tmp_path: Path

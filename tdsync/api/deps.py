@@ -1,4 +1,4 @@
-"""What the routes share: settings, the catalogue store, refresh flights.
+"""What the routes share: settings, the catalogue store.
 
 The Dagster instance is `tdsync.runs.instance()`, one per process and home, owned there.
 """
@@ -11,7 +11,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from tdsync.api.single_flight import SingleFlight
 from tdsync.catalogue import shared_store
 from tdsync.config import Settings
 from tdsync.errors import TdsyncError
@@ -27,7 +26,6 @@ class ApiState:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.refreshes = SingleFlight()
         self._store_lock = threading.Lock()
         self._store: CatalogueStore | None = None
         self._store_failure: tuple[float, TdsyncError] | None = None

@@ -14,13 +14,12 @@ from typing import Any
 import dagster as dg
 
 from tdsync import leases
-from tdsync.config import Settings
 from tdsync.defs.resources import failures_as_dagster
 from tdsync.store import CatalogueStore
 
 
 def hold_connection_lease(
-    context: dg.OpExecutionContext, store: CatalogueStore, connection_id: str
+    context: dg.OpExecutionContext, store: CatalogueStore, connection_id: str, *, wait_s: float
 ) -> None:
     """Take the connection's lease for this run (waiting for another run of it to finish)."""
 
@@ -36,7 +35,7 @@ def hold_connection_lease(
             connection_id,
             holder=context.run_id,
             kind=context.job_name,
-            wait_s=Settings.from_env().lease_wait_s,
+            wait_s=wait_s,
             on_wait=waiting,
         )
 

@@ -22,7 +22,6 @@ from tdsync.defs.partitions import CONNECTIONS, connection_for_partition
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
 from tdsync.models import utcnow
 from tdsync.refresh import Listing, RefreshPlan, plan_refresh, plan_renames
-from tdsync.store import CatalogueStore
 
 CONNECTION_TAG = "tdsync/db_connection_id"
 TRIGGER_TAG = "tdsync/trigger"
@@ -54,10 +53,9 @@ class ConnectionRef:
 @dg.op
 def load_connection(context: dg.OpExecutionContext, catalogue: CatalogueResource) -> ConnectionRef:
     """The connection of the run's partition (its alias), no config to type."""
-    store = catalogue.get_store()
     with failures_as_dagster():
-        found = connection_for_partition(store, context.partition_key)
-    conn = take_connection(context, store, found.id)
+        found = connection_for_partition(catalogue.get_store(), context.partition_key)
+    conn = take_connection(context, catalogue, found.id)
     context.log.info(
         f"connection {conn.alias} ({conn.dialect}), schemas: {conn.schemas or 'default'}"
     )
@@ -231,14 +229,15 @@ def _names(keys) -> dg.MetadataValue:
 
 
 def take_connection(
-    context: dg.OpExecutionContext, store: CatalogueStore, id_or_alias: str
+    context: dg.OpExecutionContext, catalogue: CatalogueResource, id_or_alias: str
 ) -> ConnectionRef:
     """The first step of both jobs: load the run's connection, tag the run with it and take the
     connection's lease (waiting, bounded, for another run of it)."""
     with failures_as_dagster():
+        store = catalogue.get_store()
         conn = store.get_connection(id_or_alias)
     _tag_run(context, conn.id)
-    hold_connection_lease(context, store, conn.id)
+    hold_connection_lease(context, store, conn.id, wait_s=catalogue.settings().lease_wait_s)
     return ConnectionRef(conn.id, conn.alias, conn.dialect, conn.schemas, conn.refresh_schedule)
 
 

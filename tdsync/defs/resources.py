@@ -1,13 +1,18 @@
-"""Resources: the catalogue store and the source databases. Secrets come from the environment only."""
+"""Resources: the catalogue store and the source databases. Secrets come from the environment only
+(dg.EnvVar fields)."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
+from dagster._core.errors import DagsterUserCodeProcessError
+from dagster_shared.error import SerializableErrorInfo
+from pydantic import Field
 
 from tdsync.catalogue import shared_store
 from tdsync.config import Settings
@@ -20,28 +25,54 @@ from tdsync.store import CatalogueStore
 
 
 class CatalogueResource(dg.ConfigurableResource):
-    """The MongoDB catalogue, from TDSYNC_MONGO_URI (or the embedded server) and TDSYNC_MONGO_DB."""
+    """The MongoDB catalogue, and how long runs hold and wait for its leases. A field left unset
+    takes its value from tdsync.config.Settings (the environment) when a run starts."""
+
+    mongo_uri: str | None = Field(
+        default=None,
+        description="TDSYNC_MONGO_URI: the MongoDB; unset, the embedded SecantusDB under home.",
+    )
+    mongo_db: str | None = Field(default=None, description="TDSYNC_MONGO_DB: the database.")
+    encryption_key: str | None = Field(
+        default=None, description="TDSYNC_ENCRYPTION_KEY: the Fernet key of connection URIs."
+    )
+    home: str | None = Field(
+        default=None, description="TDSYNC_HOME: the embedded store's data and generated key."
+    )
+    lease_wait_s: float | None = Field(
+        default=None,
+        description="TDSYNC_LEASE_WAIT_S: how long a run waits for another run of its connection.",
+    )
+    scan_lease_s: float | None = Field(
+        default=None,
+        description="TDSYNC_SCAN_LEASE_S: how long a scan holds a row without renewing it.",
+    )
+
+    def settings(self) -> Settings:
+        return Settings(**{k: v for k, v in self.model_dump().items() if v is not None})
 
     def get_store(self) -> CatalogueStore:
-        return shared_store(Settings.from_env())
+        return shared_store(self.settings())
 
 
 class SourceDatabasesResource(dg.ConfigurableResource):
     """Opens source databases with connect and statement timeouts; a scan gives up on a source
-    that answers nothing for `stall_s`."""
+    that answers nothing for `stall_s`. Unset: from tdsync.config.Settings when a run starts."""
 
-    # None: TDSYNC_SOURCE_TIMEOUT_S / TDSYNC_SCAN_STALL_S as the run finds them (the code location
-    # is loaded once per process, runs come and go).
-    timeout_s: float | None = None
-    stall_s: float | None = None
+    timeout_s: float | None = Field(
+        default=None,
+        description="TDSYNC_SOURCE_TIMEOUT_S: connect and statement timeout, in seconds.",
+    )
+    stall_s: float | None = Field(
+        default=None,
+        description="TDSYNC_SCAN_STALL_S: a scan whose source answers nothing this long gives up.",
+    )
 
     def _timeout_s(self) -> float:
-        return (
-            self.timeout_s if self.timeout_s is not None else Settings.from_env().source_timeout_s
-        )
+        return self.timeout_s if self.timeout_s is not None else Settings().source_timeout_s
 
     def _stall_s(self) -> float:
-        return self.stall_s if self.stall_s is not None else Settings.from_env().scan_stall_s
+        return self.stall_s if self.stall_s is not None else Settings().scan_stall_s
 
     def list_live(
         self, *, connection_uri: str, schemas: list[str] | None, ssh: dict[str, Any] | None = None
@@ -77,8 +108,23 @@ class SourceDatabasesResource(dg.ConfigurableResource):
         )
 
 
+# The catalogue's string settings, each bound to its environment variable when that is set where
+# the code location loads: the UI shows where each comes from (never a secret's value) and Dagster
+# reads it when a run starts. Numbers cannot be dg.EnvVar fields (only strings and integers), and
+# the unset ones keep Settings' defaults: both are read from Settings when a run starts.
+CATALOGUE_ENV = {
+    "mongo_uri": "TDSYNC_MONGO_URI",
+    "mongo_db": "TDSYNC_MONGO_DB",
+    "encryption_key": "TDSYNC_ENCRYPTION_KEY",
+    "home": "TDSYNC_HOME",
+}
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
-    return {"catalogue": CatalogueResource(), "sources": SourceDatabasesResource()}
+    bound = {
+        field: dg.EnvVar(name) for field, name in CATALOGUE_ENV.items() if os.environ.get(name)
+    }
+    return {"catalogue": CatalogueResource(**bound), "sources": SourceDatabasesResource()}
 
 
 # What a person can do about an expected failure, shown with it in the run's failure.
@@ -105,21 +151,45 @@ WHAT_TO_DO = {
 }
 
 
-@contextmanager
-def failures_as_dagster() -> Iterator[None]:
-    """A TdsyncError becomes a dg.Failure that carries its error code and what to do about it,
-    for the UI and the API: an expected failure, not a crash."""
-    try:
-        yield
-    except TdsyncError as exc:
-        raise dg.Failure(
-            description=exc.message,
+class ExpectedFailure(dg.Failure, DagsterUserCodeProcessError):
+    """A dg.Failure (its description and metadata are the step failure's) that Dagster records
+    with its message and no Python stack trace.
+
+    Dagster records a step failure's error from the exception's traceback, except for an error
+    standing for another process's, which it records as that process reported it: being one too,
+    an expected failure reads as what it says, not as a crash.
+    """
+
+    def __init__(self, error: TdsyncError) -> None:
+        what_to_do = WHAT_TO_DO.get(error.error_code, "See the error message.")
+        shown = SerializableErrorInfo(
+            message=f"[{error.error_code}] {error.message}\nWhat to do: {what_to_do}",
+            stack=[],
+            cls_name=None,
+        )
+        DagsterUserCodeProcessError.__init__(
+            self, error.message, user_code_process_error_infos=[shown]
+        )
+        failure = dg.Failure(
+            description=error.message,
             metadata={
-                "error_code": exc.error_code,
-                "what_to_do": WHAT_TO_DO.get(exc.error_code, "See the error message."),
-                "detail": dg.MetadataValue.json(json.loads(json.dumps(exc.detail, default=str)))
-                if exc.detail is not None
+                "error_code": error.error_code,
+                "what_to_do": what_to_do,
+                "detail": dg.MetadataValue.json(json.loads(json.dumps(error.detail, default=str)))
+                if error.detail is not None
                 else dg.MetadataValue.null(),
             },
             allow_retries=False,
-        ) from None
+        )
+        self.description, self.metadata = failure.description, failure.metadata
+        self.allow_retries = False
+
+
+@contextmanager
+def failures_as_dagster() -> Iterator[None]:
+    """A TdsyncError becomes an ExpectedFailure that carries its error code and what to do about
+    it, for the UI and the API: an expected failure, not a crash."""
+    try:
+        yield
+    except TdsyncError as exc:
+        raise ExpectedFailure(exc) from None

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import dagster as dg
+from pydantic import Field
 
 from tdsync import leases
 from tdsync.bulk import gc_paused
-from tdsync.config import Settings
 from tdsync.defs.leases import release_connection_lease
 from tdsync.defs.refresh_job import TRIGGER_TAG, ConnectionRef, take_connection
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
@@ -27,9 +27,19 @@ from tdsync.store import CatalogueStore, lease_expiry
 
 
 class ScanConfig(dg.Config):
-    db_connection_id: str
-    table_names: list[str] | None = None  # `table` or `schema.table`
-    description_ids: list[str] | None = None
+    db_connection_id: str = Field(
+        description=(
+            "The connection to scan: its alias (the table_descriptions partition's name; "
+            "`tdsync connections list`) or its id (`id` in GET /api/v1/database-connections)."
+        )
+    )
+    table_names: list[str] | None = Field(
+        default=None,
+        description="Only these tables (`table` or `schema.table`); unset: every table not DEPRECATED.",
+    )
+    description_ids: list[str] | None = Field(
+        default=None, description="Only these table descriptions, by id."
+    )
     # Bounded (tdsync.scan.model): a run asked for more fails at its first step, claiming nothing.
     max_categories: MaxCategories = 100
     example_rows: ExampleRows = 3
@@ -58,10 +68,10 @@ def start_scan(
     sources: SourceDatabasesResource,
 ) -> ScanBatch:
     """Load the connection, fail rows of dead scans, mark the requested rows SYNCHRONIZING."""
-    settings = Settings.from_env()
+    settings = catalogue.settings()
     with failures_as_dagster():
         store = catalogue.get_store()
-        conn = take_connection(context, store, config.db_connection_id)
+        conn = take_connection(context, catalogue, config.db_connection_id)
         now = utcnow()
         expired = store.expire_scan_leases(conn.id, now)
         ids = None  # all of the connection's
@@ -105,7 +115,7 @@ def scan_tables(
         batch.connection.id,
         context.run_id,
         len(batch.targets),
-        lease_s=Settings.from_env().scan_lease_s,
+        lease_s=catalogue.settings().scan_lease_s,
         log=context.log.info,
         warn=context.log.warning,
     )

@@ -16,7 +16,6 @@ from typing import Any
 import dagster as dg
 
 from tdsync import leases
-from tdsync.config import Settings
 from tdsync.credentials import scrub
 from tdsync.defs.assets import TABLE_DESCRIPTIONS, catalogue_checks
 from tdsync.defs.partitions import CONNECTIONS, partition_key
@@ -194,7 +193,7 @@ def settle_orphaned_runs(
     context: dg.SensorEvaluationContext, catalogue: CatalogueResource
 ) -> dg.SkipReason:
     now = utcnow()
-    wait_s = Settings.from_env().lease_wait_s
+    wait_s = catalogue.settings().lease_wait_s
     started = context.instance.get_run_records(
         filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED], job_name=None),
         limit=500,

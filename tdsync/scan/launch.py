@@ -1,7 +1,8 @@
 """Starting scans outside the caller: what `POST /table-descriptions/sync-schemas` does.
 
-The request's rows are marked SYNCHRONIZING at once, under a new Dagster run id per connection,
-then a detached process (`python -m tdsync.scan.launch REQUEST.json`) runs the scan job with that
+The request's rows are marked SYNCHRONIZING at once, under a new Dagster run id per connection.
+In `production` and `distributed`, the scan run is then submitted to the instance (tdsync.runs).
+In `local`, where no dagster-daemon may be running, a detached process (`python -m tdsync.scan.launch REQUEST.json`) runs the scan job with that
 run id through tdsync.runs: the run is recorded on the DAGSTER_HOME instance like any other, needs
 no dagster-daemon, and survives a restart of the API that started it. If that process dies, its
 rows turn FAILED: at once when the API is still there to see it exit, else when their lease runs
@@ -20,8 +21,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import dagster as dg
+
 from tdsync import leases
 from tdsync.config import Settings
+from tdsync.deployment import deployment
 from tdsync.errors import TableDescriptionNotFound, TdsyncError
 from tdsync.fingerprints import fingerprint_tables
 from tdsync.models import TableDescription, utcnow
@@ -129,20 +133,23 @@ def _claim_and_start(
     claimed = store.claimed_descriptions(connection_id, run_id)
     if not claimed:
         return []
+    # The run's config says what was asked: all of the connection, or these rows.
+    asked = {"table_names": table_names if ids is not None else None, "description_ids": ids}
     try:
-        start_detached_scan(
-            store,
-            settings,
-            connection_id=connection_id,
-            run_id=run_id,
-            # The run's config says what was asked: all of the connection, or these rows.
-            table_names=table_names if ids is not None else None,
-            description_ids=ids,
-        )
-    except OSError as exc:  # no process could be started: say so on the rows at once
+        if deployment() == "local":
+            start_detached_scan(
+                store, settings, connection_id=connection_id, run_id=run_id, **asked
+            )
+        else:
+            # The instance's queue, launcher and run monitoring take it from here; the
+            # run-failure sensor settles its rows if it fails before scanning them.
+            from tdsync import runs
+
+            runs.submit_scan(connection_id, trigger=WEBHOOK_TRIGGER, run_id=run_id, **asked)
+    except (OSError, dg.DagsterError) as exc:  # no run could be started: say so on the rows now
         store.fail_synchronizing(
             connection_id,
-            error_message=f"the scan run could not be started: {exc.strerror or exc}",
+            error_message=f"the scan run could not be started: {getattr(exc, 'strerror', None) or exc}",
             scan_run_id=run_id,
         )
         return store.claimed_descriptions(connection_id, run_id)

@@ -31,3 +31,12 @@ def test_code_location_has_the_triggers_the_catalogue_asset_and_its_checks():
         "no_failed_descriptions",
         "no_scan_past_its_lease",
     }
+
+
+def test_outside_local_run_monitoring_replaces_the_orphaned_run_sensor(monkeypatch):
+    # There the API and CLI submit their runs to run workers, which Dagster's run monitoring
+    # watches; only `local` executes runs in a process that can die unseen.
+    monkeypatch.setenv("TDSYNC_DEPLOYMENT", "production")
+    repo = tdsync.definitions.defs().get_repository_def()
+    assert "settle_orphaned_runs" not in {s.name for s in repo.sensor_defs}
+    assert {"settle_failed_runs", "settle_cancelled_runs"} <= {s.name for s in repo.sensor_defs}

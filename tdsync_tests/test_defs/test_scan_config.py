@@ -10,7 +10,7 @@ import pytest
 
 from tdsync import runs
 from tdsync.defs.resources import default_resources
-from tdsync.defs.scan_job import scan_table_descriptions
+from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
 from tdsync.errors import ValidationFailed
 from tdsync.models import Status
 from tdsync.store import CatalogueStore
@@ -79,3 +79,20 @@ def test_the_bounds_leave_the_documented_scans_possible(store: CatalogueStore, s
         options={"example_rows": 20, "max_categories": 1_000, "concurrency": 16},
     )
     assert summary["failed"] == 0 and summary["scanned"] == summary["tables"] == 5
+
+
+def test_a_scan_launched_from_the_launchpad_takes_the_connections_alias(
+    store: CatalogueStore, shop: str
+):
+    # What a person types in the Launchpad, guided by the field's description.
+    described = ScanConfig.model_fields["db_connection_id"].description
+    assert "alias" in described and "tdsync connections list" in described
+    with dg.instance_for_test() as instance:
+        result = scan_table_descriptions.execute_in_process(
+            run_config={"ops": {"start_scan": {"config": {"db_connection_id": "shop"}}}},
+            instance=instance,
+            resources=default_resources(),
+        )
+
+    assert result.success
+    assert {d.status for d in store.list_descriptions(shop)} == {Status.SCANNED}

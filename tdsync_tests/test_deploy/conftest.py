@@ -1,8 +1,12 @@
 """Fixtures for the deployment tests: Dagster storage on a throwaway PostgreSQL database, RabbitMQ."""
 
 import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -11,8 +15,10 @@ import sqlalchemy as sa
 import yaml
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
+from tdsync.defs.refresh_job import CONNECTION_TAG
 from tdsync.deployment import DEPLOY_DIR
-from tdsync_tests.conftest import IN_CI, PG_ADMIN_URL, _server_database, unavailable
+from tdsync_tests.conftest import IN_CI, PG_ADMIN_URL, _server_database, unavailable, until
+from tdsync_tests.test_api.live import ApiProcess
 
 REPO = Path(__file__).resolve().parents[2]
 AMQP_URL = os.environ.get("TDSYNC_TEST_AMQP_URL", "pyamqp://guest:guest@127.0.0.1:5672//")
@@ -81,3 +87,113 @@ def tdsync_job(name: str) -> ReconstructableJob:
     return ReconstructableRepository.for_module(
         "tdsync.definitions", "defs", working_directory=str(REPO)
     ).get_reconstructable_job(name)
+
+
+DAEMON_START_TIMEOUT_S = 120
+
+
+@pytest.fixture
+def dagster_daemon(tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """A real `dagster-daemon run` on the test's DAGSTER_HOME and the repo's workspace.yaml: it
+    dequeues submitted runs and launches each in a run worker of its own (the instance's
+    DefaultRunLauncher, through the code server it starts). Stopped with its children."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    log = (tmp_path / "dagster-daemon.log").open("wb")
+    daemon = subprocess.Popen(
+        [str(bin_dir / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with dg.DagsterInstance.get() as instance:
+
+            def dequeuing() -> bool:
+                assert daemon.poll() is None, (tmp_path / "dagster-daemon.log").read_text()
+                return "QUEUED_RUN_COORDINATOR" in instance.get_daemon_heartbeats()
+
+            until(dequeuing, "dagster-daemon dequeues runs", DAEMON_START_TIMEOUT_S, 0.5)
+        yield daemon
+    finally:
+        stop_group(daemon)
+        log.close()
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Stop a process and every process it started: SIGTERM, then SIGKILL."""
+    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@dataclass
+class HttpRuns:
+    """What `http_refresh_and_scan` did: its answers and the runs they started."""
+
+    api_pid: int
+    refreshed: list[dict]
+    claimed: list[dict]
+    refresh_run_id: str
+    scan_run_id: str
+
+
+def http_refresh_and_scan(connection_id: str, log_path: Path) -> HttpRuns:
+    """`POST …/refresh` then `POST …/sync-schemas` on a real `tdsync api` of this environment
+    (TDSYNC_*, DAGSTER_* of the test), the scan awaited through the descriptions."""
+    api = ApiProcess(process_env(), log_path)
+    try:
+        with api.client() as http:
+            refreshed = http.post(
+                "/api/v1/table-descriptions/refresh", json={"db_connection_id": connection_id}
+            )
+            assert refreshed.status_code == 201, refreshed.text
+            claimed = http.post(
+                "/api/v1/table-descriptions/sync-schemas", json={"db_connection_id": connection_id}
+            )
+            assert claimed.status_code == 201, claimed.text
+
+            def scanned() -> bool:
+                listed = http.get(
+                    "/api/v1/table-descriptions", params={"db_connection_id": connection_id}
+                ).json()
+                return {d["status"] for d in listed} == {"SCANNED"}
+
+            until(scanned, "the scan run settled every row", timeout_s=180, poll_s=0.5)
+    finally:
+        api.stop()
+    with dg.DagsterInstance.get() as instance:
+        by_job = {
+            run.job_name: run.run_id
+            for run in instance.get_runs(dg.RunsFilter(tags={CONNECTION_TAG: connection_id}))
+        }
+        scan_run = by_job["scan_table_descriptions"]
+        # Its rows are settled before its last events are: await the run's end too.
+        until(lambda: instance.get_run_by_id(scan_run).is_finished, "the scan run ended", 60, 0.2)
+    return HttpRuns(
+        api.proc.pid,
+        refreshed.json(),
+        claimed.json(),
+        by_job["refresh_table_descriptions"],
+        by_job["scan_table_descriptions"],
+    )
+
+
+def process_env() -> dict[str, str]:
+    """The test's TDSYNC_* and DAGSTER_* variables, for a process of its own (`tdsync api`)."""
+    return {k: v for k, v in os.environ.items() if k.startswith(("TDSYNC_", "DAGSTER_"))}
+
+
+def step_pids(instance: dg.DagsterInstance, run_id: str) -> set[int]:
+    """The processes that reported the run's step events."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+    return {r.event_log_entry.dagster_event.pid for r in records.records}

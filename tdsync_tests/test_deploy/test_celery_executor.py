@@ -19,7 +19,13 @@ from tdsync.defs.partitions import ensure_partition
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.deployment import DEPLOY_DIR
 from tdsync.store import CatalogueStore
-from tdsync_tests.test_deploy.conftest import REPO, tdsync_job, unique_name
+from tdsync_tests.test_deploy.conftest import (
+    REPO,
+    http_refresh_and_scan,
+    step_pids,
+    tdsync_job,
+    unique_name,
+)
 
 WORKER_START_TIMEOUT_S = 90
 
@@ -159,6 +165,45 @@ def test_refresh_and_scan_run_on_a_celery_worker_with_dagster_storage_on_postgre
     assert "CREATE TABLE orders" in orders.table_schema
     assert len(orders.examples) == 3
     assert store.get_connection(conn.id).last_refreshed_at is not None
+
+
+def test_http_refresh_and_scan_are_executed_by_the_celery_worker(
+    celery_worker: str, dagster_daemon, store: CatalogueStore, sqlite_path: Path, tmp_path: Path
+) -> None:
+    with sqlite3.connect(sqlite_path) as db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT NOT NULL)")
+        db.execute("INSERT INTO orders (status) VALUES ('paid'), ('open')")
+        db.execute("CREATE VIEW open_orders AS SELECT * FROM orders WHERE status = 'open'")
+    conn = store.add_connection(alias="celery-http", connection_uri=f"sqlite:///{sqlite_path}")
+
+    done = http_refresh_and_scan(conn.id, tmp_path / "api.log")
+
+    # The API answered as SPEC says, once the refresh run had ended; the scan claimed the rows.
+    assert [(d["table_name"], d["status"]) for d in done.refreshed] == [
+        ("open_orders", "NOT_SCANNED"),
+        ("orders", "NOT_SCANNED"),
+    ]
+    assert {d["status"] for d in done.claimed} == {"SYNCHRONIZING"}
+    [orders] = store.list_descriptions(conn.id, table_name="orders")
+    assert [c.name for c in orders.columns] == ["id", "status"]
+    with dg.DagsterInstance.get() as instance:
+        for run_id in (done.refresh_run_id, done.scan_run_id):
+            assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+            assert done.api_pid not in step_pids(instance, run_id)
+        assert _steps_run_by(instance, done.refresh_run_id) == dict.fromkeys(
+            [
+                *(
+                    f"table_descriptions.{op}"
+                    for op in ("load_connection", "list_live_tables", "diff_against_catalogue")
+                ),
+                "table_descriptions.write_statuses",
+                "table_description_checks",
+            ],
+            celery_worker,
+        )
+        assert _steps_run_by(instance, done.scan_run_id) == dict.fromkeys(
+            ["start_scan", "scan_tables"], celery_worker
+        )
 
 
 def _statuses(store: CatalogueStore, connection_id: str) -> dict[tuple[str, str, str], str]:

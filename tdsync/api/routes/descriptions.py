@@ -2,7 +2,8 @@
 
 `POST /refresh` runs the `refresh_table_descriptions` job as a Dagster run on the configured
 instance (tagged `tdsync/trigger=webhook`) and answers 201 with the connection's full list once
-the run has finished. Concurrent refreshes of one connection share one run.
+the run has finished. Concurrent refreshes of one connection share one run (tdsync.runs.refresh
+joins a refresh of the connection in flight, in any process).
 """
 
 from __future__ import annotations
@@ -36,9 +37,7 @@ async def refresh_table_descriptions(body: RefreshRequest, state: State) -> list
         lambda: state.store().get_connection(body.db_connection_id)
     )
     allow_empty = sorted(set(body.allow_empty_schemas or []))
-    # A refresh confirming empty schemas shares no run with plain ones: only its own honours it.
-    key = "\0".join([connection.id, *allow_empty])
-    return await state.refreshes.run(key, lambda: _refresh(state, connection.id, allow_empty))
+    return await run_in_threadpool(_refresh, state, connection.id, allow_empty)
 
 
 def _refresh(
