@@ -29,6 +29,7 @@ TOTAL_CASES = int(os.environ.get("TDSYNC_FUZZ_CASES") or 200)
 # not blank once NFKC-normalised and trimmed). A schema-valid value there may be a 422.
 SEMANTIC_FIELDS = (
     ["body", "refresh_schedule"],
+    ["body", "scan_schedule"],
     ["body", "metadata"],
     ["body", "columns"],
     ["body", "alias"],

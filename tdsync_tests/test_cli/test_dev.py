@@ -149,13 +149,17 @@ def test_schedule_and_sensors_are_on_by_default(dev: Dev):
         s["name"]: s["scheduleState"]["status"] for s in data["schedulesOrError"]["results"]
     }
     sensors = {s["name"]: s["sensorState"]["status"] for s in data["sensorsOrError"]["results"]}
-    assert schedules == {"refresh_connections_on_schedule": "RUNNING"}
+    assert schedules == {
+        "refresh_connections_on_schedule": "RUNNING",
+        "scan_connections_on_schedule": "RUNNING",  # issue 17
+    }
     assert sensors == {
         "settle_failed_runs": "RUNNING",
         "settle_cancelled_runs": "RUNNING",
         "sync_connection_partitions": "RUNNING",
         "check_table_descriptions": "RUNNING",
         "settle_orphaned_runs": "RUNNING",
+        "scan_what_refreshes_found": "RUNNING",  # issue 17
     }
 
 
