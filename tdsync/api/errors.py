@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import traceback
 from typing import Any
 
@@ -77,16 +78,32 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     # `input` and `ctx` may hold the whole body (a connection URI with its password): left out.
     problems = [
         {
-            "loc": [str(part) for part in err.get("loc", ())],
+            "loc": [str(part) for part in err.get("loc", ()) if not _union_member(part)],
             "msg": scrub(str(err.get("msg", ""))),
             "type": str(err.get("type", "")),
         }
         for err in exc.errors()
     ]
+    # A union body (an object or a list of them) fails once per member: the member of the
+    # other shape only says "Input should be a valid list"; the one of the body's shape says
+    # what is wrong.
+    shaped = [p for p in problems if not (len(p["loc"]) <= 1 and p["type"] in _SHAPE_ERRORS)]
+    problems = shaped or problems
     first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
     where = ".".join(first["loc"])
     message = f"{where}: {first['msg']}" if where else first["msg"]
     return error_json(ValidationFailed(message, problems))
+
+
+def _union_member(part: object) -> bool:
+    """pydantic's name for the member of a union body that failed (`function-after[...]`,
+    `list[...]`): not a field, so a person (and a client) reads `body.metadata`, not
+    `body.function-after[_something_to_scan(), SyncSchemasRequest].metadata`."""
+    return isinstance(part, str) and bool(_UNION_MEMBER.fullmatch(part))
+
+
+_SHAPE_ERRORS = {"list_type", "dict_type", "model_type", "model_attributes_type"}
+_UNION_MEMBER = re.compile(r"[a-z][\w-]*\[.*\]")
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -143,7 +143,10 @@ def test_scan_schedule_fans_out_one_changed_only_scan_per_due_connection(
     assert (request.tags[CONNECTION_TAG], request.tags[TRIGGER_TAG]) == (due, "schedule")
     config = request.run_config["ops"]["start_scan"]["config"]
     assert (config["db_connection_id"], config["changed_only"]) == (due, True)
-    assert skipped == "2 connections scheduled, none due until 2026-03-02 10:15 UTC"
+    assert skipped == (
+        "2 connections scheduled, none due until 2026-03-02 10:15 UTC"
+        " (due: */15 * * * *, next 2026-03-02 10:15 UTC; nightly: 0 3 * * *, next 2026-03-03 03:00 UTC)"
+    )
 
 
 def test_connection_api_takes_auto_scan_and_scan_schedule_and_refuses_a_bad_cron(
