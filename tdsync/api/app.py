@@ -6,12 +6,12 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 
 from fastapi import APIRouter, FastAPI, Security
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 from tdsync import runs
 from tdsync.api.auth import ApiKeyMiddleware, bearer_scheme
@@ -76,12 +76,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 DOCS_ASSETS = "/docs-assets"
+# Swagger UI 5 (renders OpenAPI 3.1, which FastAPI writes), shipped by fastapi-swagger.
+_SWAGGER_UI = resources.files("fastapi_swagger") / "resources"
 
 
 def _offline_docs(app: FastAPI) -> None:
-    """`/docs` with Swagger UI's files served by the API itself (`swagger-ui-bundle`): the page
+    """`/docs` with Swagger UI's files served by the API itself (`fastapi-swagger`'s Swagger UI 5): the page
     works on a machine without internet, where FastAPI's default loads them from a CDN."""
-    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=_SWAGGER_UI), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
