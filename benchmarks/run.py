@@ -76,7 +76,7 @@ class Bench:
         self.key = Fernet.generate_key().decode()
         self.home = workdir / "home"
         self.mongo_uri = embedded_uri(self.home)  # a SecantusDB process of our own
-        self.client = mongo_client(self.mongo_uri)
+        self.client = mongo_client(self.mongo_uri, embedded=True)
         self.results: list[dict[str, Any]] = []
         self.failures: list[dict[str, Any]] = []
         self.started = time.perf_counter()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pymongo import MongoClient, monitoring
 
-from tdsync.config import Settings
+from tdsync.config import Settings, settings_or_env
 from tdsync.credentials import load_cipher
 from tdsync.embedded import embedded_uri, restart_embedded
 from tdsync.errors import TdsyncError
@@ -30,7 +30,7 @@ _stores: dict[tuple, CatalogueStore] = {}
 @lru_cache(maxsize=16)
 def _client(uri: str, embedded_home: Path | None = None) -> MongoClient:
     listeners = (_RestartEmbedded(embedded_home),) if embedded_home else ()
-    return mongo_client(uri, event_listeners=listeners)
+    return mongo_client(uri, event_listeners=listeners, embedded=embedded_home is not None)
 
 
 class _RestartEmbedded(monitoring.ServerHeartbeatListener):
@@ -81,7 +81,7 @@ def _follow(home: Path, uri: str) -> None:
 
 def open_store(settings: Settings | None = None) -> CatalogueStore:
     """A store with its indexes in place; the encryption key is checked before anything else."""
-    settings = settings or Settings.from_env()
+    settings = settings_or_env(settings)
     cipher = load_cipher(settings)
     if settings.embedded:
         client = _client(embedded_uri(settings.home), settings.home)
@@ -99,7 +99,7 @@ def check_store_at_start(settings: Settings, *, timeout_ms: int = 2000) -> None:
     caller may ignore (the API starts without its store and reports it on /health)."""
     cipher = load_cipher(settings)
     uri = settings.mongo_uri or embedded_uri(settings.home)
-    client = mongo_client(uri, timeout_ms=timeout_ms)
+    client = mongo_client(uri, timeout_ms=timeout_ms, embedded=settings.embedded)
     try:
         CatalogueStore(client, settings.mongo_db, cipher).verify_key()
     finally:
@@ -108,7 +108,7 @@ def check_store_at_start(settings: Settings, *, timeout_ms: int = 2000) -> None:
 
 def shared_store(settings: Settings | None = None) -> CatalogueStore:
     """One store per process and settings, sharing one connection pool per MongoDB."""
-    settings = settings or Settings.from_env()
+    settings = settings_or_env(settings)
     key = (settings.mongo_uri, settings.home, settings.mongo_db, settings.encryption_key)
     with _lock:
         store = _stores.get(key)

@@ -33,8 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from tdsync.config import Settings
+
     try:
-        _print_where()
+        # The command's settings, read from the environment once and passed down.
+        args.settings = Settings.from_env()
+        _print_where(args.settings)
         args.func(args)
     except TdsyncError as exc:
         print_error(exc)
@@ -44,12 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _print_where() -> None:
+def _print_where(settings) -> None:
     """Which home and store this command uses: a command run with another TDSYNC_HOME (or
     TDSYNC_MONGO_URI) works on another catalogue, and says so (on stderr, beside the output)."""
-    from tdsync.config import Settings
-
-    err_console.print(f"[dim]tdsync: {escape(Settings.from_env().where())}[/]", highlight=False)
+    err_console.print(f"[dim]tdsync: {escape(settings.where())}[/]", highlight=False)
 
 
 def print_error(exc: TdsyncError) -> None:
@@ -164,32 +166,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _store():
+def _store(args: argparse.Namespace):
     from tdsync.catalogue import shared_store
 
-    return shared_store()
+    return shared_store(args.settings)
 
 
 def _dev(args: argparse.Namespace) -> None:
     from tdsync.dev import run_dev
 
-    run_dev(host=args.host, api_port=args.port, dagster_port=args.dagster_port, console=console)
+    run_dev(
+        host=args.host,
+        api_port=args.port,
+        dagster_port=args.dagster_port,
+        console=console,
+        settings=args.settings,
+    )
 
 
 def _api(args: argparse.Namespace) -> None:
     from tdsync.api.server import serve
 
-    serve(args.host, args.port)
+    serve(args.host, args.port, args.settings)
 
 
 def _demo(args: argparse.Namespace) -> None:
     from tdsync.demo import run_demo
 
-    run_demo(console)
+    run_demo(console, args.settings)
 
 
 def _refresh(args: argparse.Namespace) -> None:
-    store = _store()
+    store = _store(args)
     conn = store.get_connection(args.connection)  # before importing Dagster: fast errors
 
     from tdsync import runs
@@ -198,7 +206,12 @@ def _refresh(args: argparse.Namespace) -> None:
     with console.status(
         f"refreshing [cyan]{conn.alias}[/] through the refresh_table_descriptions job…"
     ):
-        summary = runs.refresh(conn.id, trigger="cli", allow_empty_schemas=args.allow_empty_schemas)
+        summary = runs.refresh(
+            conn.id,
+            trigger="cli",
+            allow_empty_schemas=args.allow_empty_schemas,
+            settings=args.settings,
+        )
     console.print(", ".join(f"{k} {v}" for k, v in summary.items()))
     print_catalogue(console, store, conn.id)
 
@@ -210,11 +223,12 @@ def _scan(args: argparse.Namespace) -> None:
         **(NO_DATA_SCAN if args.no_data else {}),
         **({"changed_only": True} if args.changed else {}),
     }
-    scan_with_progress(console, _store(), args.connection, args.tables, options=options)
+    scan_with_progress(
+        console, _store(args), args.connection, args.tables, options=options, settings=args.settings
+    )
 
 
 def _connections_add(args: argparse.Namespace) -> None:
-    from tdsync.config import Settings
     from tdsync.cron import validate_refresh_schedule
     from tdsync.registration import register_connection
 
@@ -222,9 +236,10 @@ def _connections_add(args: argparse.Namespace) -> None:
     validate_refresh_schedule(args.refresh_schedule)
     validate_refresh_schedule(args.scan_schedule, "scan_schedule")
     conn = register_connection(
-        _store(),
+        _store(args),
         trigger="cli",
-        timeout_s=Settings.from_env().source_timeout_s,
+        timeout_s=args.settings.source_timeout_s,
+        settings=args.settings,
         alias=args.alias,
         connection_uri=args.connection_uri,
         schemas=args.schemas,
@@ -265,7 +280,6 @@ def _connections_update(args: argparse.Namespace) -> None:
     import pydantic
 
     from tdsync.api.schemas import ConnectionUpdate
-    from tdsync.config import Settings
     from tdsync.errors import ValidationFailed
     from tdsync.registration import change_connection
 
@@ -285,12 +299,13 @@ def _connections_update(args: argparse.Namespace) -> None:
         raise ValidationFailed(
             "invalid connection fields", exc.errors(include_url=False, include_context=False)
         ) from None
-    store = _store()
+    store = _store(args)
     conn = change_connection(
         store,
         store.get_connection(args.connection),
         changes,
-        timeout_s=Settings.from_env().source_timeout_s,
+        timeout_s=args.settings.source_timeout_s,
+        settings=args.settings,
     )
     console.print(f"updated [cyan]{escape(conn.alias)}[/] {conn.connection_uri} id={conn.id}")
 
@@ -305,7 +320,7 @@ def _connections_list(args: argparse.Namespace) -> None:
         # Ids are copied from here: never shortened, whatever the terminal's width.
         table.add_column(column, no_wrap=column == "id", min_width=24 if column == "id" else None)
     now = utcnow()
-    for conn in _store().list_connections():
+    for conn in _store(args).list_connections():
         schedule = conn.refresh_schedule if not cron_problem(conn.refresh_schedule or "") else None
         table.add_row(
             conn.id,
@@ -325,7 +340,7 @@ def _moment(moment) -> str:
 
 
 def _connections_remove(args: argparse.Namespace) -> None:
-    store = _store()
+    store = _store(args)
     conn = store.get_connection(args.connection)
     store.delete_connection(conn.id)
     console.print(f"removed [cyan]{conn.alias}[/] and its table descriptions")

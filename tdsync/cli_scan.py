@@ -16,6 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from tdsync.config import Settings
 from tdsync.models import Status
 from tdsync.scan.progress import ScanProgress
 from tdsync.store import CatalogueStore
@@ -33,6 +34,7 @@ def scan_with_progress(
     tables: list[str] | None,
     *,
     options: dict[str, Any] | None = None,
+    settings: Settings | None = None,
 ) -> None:
     """Scan a connection (by id or alias), refreshing it first if it was never refreshed."""
     conn = store.get_connection(connection)
@@ -41,7 +43,7 @@ def scan_with_progress(
     if sum(store.status_counts(conn.id).values()) == 0:
         # Nothing catalogued yet: a scan right after `connections add` should scan its tables.
         with console.status(f"refreshing [cyan]{escape(conn.alias)}[/] first…"):
-            runs.refresh(conn.id, trigger="cli")
+            runs.refresh(conn.id, trigger="cli", settings=settings)
     if tables:
         store.scan_targets(connection_id=conn.id, table_names=tables)  # unknown names fail here
 
@@ -69,7 +71,12 @@ def scan_with_progress(
             )
 
         summary = runs.scan(
-            conn.id, trigger="cli", table_names=tables, options=options, on_progress=show
+            conn.id,
+            trigger="cli",
+            table_names=tables,
+            options=options,
+            on_progress=show,
+            settings=settings,
         )
         progress.update(task, table="")
     console.print(

@@ -1,4 +1,10 @@
-"""Settings read from the environment (SPEC.md, "Configuration")."""
+"""Settings read from the environment (SPEC.md, "Configuration"), in this one typed place.
+
+The entry points (the CLI's `main`, the API's `serve`/`create_app`, `tdsync dev`, `tdsync demo`,
+the Dagster resources) build a `Settings` once and pass it down; library functions take it as a
+parameter. `settings_or_env` is the one fallback for a caller that passes none (a script, a test
+that configures through the environment).
+"""
 
 from __future__ import annotations
 
@@ -67,8 +73,14 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_env(cls) -> Settings:
-        """The settings as the environment says now."""
+        """The settings as the environment says now: for entry points, once per process or
+        command."""
         return cls()
+
+
+def settings_or_env(settings: Settings | None) -> Settings:
+    """`settings`, or the environment's when the caller passed none."""
+    return settings if settings is not None else Settings.from_env()
 
 
 def private_dir(path: Path) -> Path:

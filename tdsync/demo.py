@@ -13,7 +13,7 @@ from rich.table import Table
 
 from tdsync import runs
 from tdsync.catalogue import shared_store
-from tdsync.config import Settings
+from tdsync.config import Settings, settings_or_env
 from tdsync.errors import ConnectionNotFound
 from tdsync.models import Status
 from tdsync.sources import DEMO_FOLDER
@@ -111,9 +111,9 @@ class _RoundTrips(monitoring.CommandListener):
         pass
 
 
-def run_demo(console: Console | None = None) -> None:
+def run_demo(console: Console | None = None, settings: Settings | None = None) -> None:
     console = console or Console()
-    settings = Settings.from_env()
+    settings = settings_or_env(settings)
     trips = _RoundTrips()
     monitoring.register(trips)  # before the store's client exists, so it sees every command
     store = shared_store(settings)
@@ -125,7 +125,7 @@ def run_demo(console: Console | None = None) -> None:
         store.delete_connection(ALIAS)
     conn = store.add_connection(alias=ALIAS, connection_uri=f"sqlite:///{db_path}")
     console.print(f"registered [cyan]{conn.alias}[/] ({conn.connection_uri}) as {conn.id}")
-    _refresh(console, store, conn.id, trips)
+    _refresh(console, store, conn.id, trips, settings)
 
     items = store.list_descriptions(conn.id, table_name="order_items")[0]
     store.update_description(
@@ -141,12 +141,12 @@ def run_demo(console: Console | None = None) -> None:
             "CREATE TABLE shipments (id INTEGER PRIMARY KEY, order_id INTEGER REFERENCES orders(id),"
             " carrier TEXT, shipped_at TEXT);"
         )
-    _refresh(console, store, conn.id, trips)
+    _refresh(console, store, conn.id, trips, settings)
 
     console.rule("[bold]3. order_items re-created: restored with its description")
     with sqlite3.connect(db_path) as db:
         db.executescript("CREATE TABLE order_items" + ORDER_ITEMS_SQL + ";")
-    _refresh(console, store, conn.id, trips)
+    _refresh(console, store, conn.id, trips, settings)
     console.print(
         f"Runs are recorded on the Dagster instance at {settings.dagster_home}; "
         f"`TDSYNC_HOME={settings.home} tdsync dev` shows them in the Dagster UI.",
@@ -155,11 +155,15 @@ def run_demo(console: Console | None = None) -> None:
 
 
 def _refresh(
-    console: Console, store: CatalogueStore, connection_id: str, trips: _RoundTrips
+    console: Console,
+    store: CatalogueStore,
+    connection_id: str,
+    trips: _RoundTrips,
+    settings: Settings,
 ) -> None:
     before, started = trips.count, time.perf_counter()
     with console.status("refreshing through the refresh_table_descriptions job…"):
-        summary = runs.refresh(connection_id, trigger="cli")
+        summary = runs.refresh(connection_id, trigger="cli", settings=settings)
     elapsed = time.perf_counter() - started
     console.print(
         f"refresh: {elapsed:.2f} s, {trips.count - before} store round trips; "

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tdsync.config import Settings
 from tdsync.sources import once_more_if_disconnected, source_engine
 
 # Tables named per query at most: past this, the whole schema is read and filtered here
@@ -33,6 +34,7 @@ def fingerprint_tables(
     *,
     timeout_s: float = 10.0,
     ssh: dict[str, Any] | None = None,
+    settings: Settings | None = None,
 ) -> Fingerprints:
     """Fingerprints of the named (schema, table) objects that exist; one query per schema."""
     by_schema: dict[str, set[str]] = defaultdict(set)
@@ -40,7 +42,7 @@ def fingerprint_tables(
         by_schema[schema].add(name)
     if not by_schema:
         return {}
-    with source_engine(connection_uri, timeout_s=timeout_s, ssh=ssh) as engine:
+    with source_engine(connection_uri, timeout_s=timeout_s, ssh=ssh, settings=settings) as engine:
 
         def read() -> Fingerprints:
             with engine.connect() as conn:

@@ -10,13 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from tdsync import runs
+from tdsync.config import Settings
 from tdsync.models import DatabaseConnection
 from tdsync.sources import check_connection
 from tdsync.store import CatalogueStore
 
 
 def register_connection(
-    store: CatalogueStore, *, trigger: str, timeout_s: float, **fields: Any
+    store: CatalogueStore,
+    *,
+    trigger: str,
+    timeout_s: float,
+    settings: Settings | None = None,
+    **fields: Any,
 ) -> DatabaseConnection:
     """Check the connection (connect once, look for its schemas), store it and refresh it: its
     tables are NOT_SCANNED descriptions when this returns."""
@@ -25,10 +31,11 @@ def register_connection(
         fields.get("schemas"),
         timeout_s=timeout_s,
         ssh=fields.get("ssh_settings") if fields.get("use_ssh") else None,
+        settings=settings,
     )
     connection = store.add_connection(**fields)
     try:
-        runs.refresh(connection.id, trigger=trigger)
+        runs.refresh(connection.id, trigger=trigger, settings=settings)
     except BaseException:
         store.delete_connection(connection.id)
         raise
@@ -41,6 +48,7 @@ def change_connection(
     changes: dict[str, Any],
     *,
     timeout_s: float,
+    settings: Settings | None = None,
 ) -> DatabaseConnection:
     """Apply checked `changes`: a masked password keeps the stored one, and the source is tried
     again when what reaches it (URI, SSH, schemas) changes."""
@@ -52,5 +60,6 @@ def change_connection(
             changes.get("schemas", connection.schemas),
             timeout_s=timeout_s,
             ssh=store.ssh_settings(connection.id, changes),
+            settings=settings,
         )
     return store.update_connection(connection.id, **changes)

@@ -30,7 +30,7 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 
 from tdsync import leases
 from tdsync.catalogue import shared_store
-from tdsync.config import Settings, ensure_dagster_home
+from tdsync.config import Settings, ensure_dagster_home, settings_or_env
 from tdsync.defs.assets import TABLE_DESCRIPTIONS
 from tdsync.defs.partitions import ensure_partition, partition_key
 from tdsync.defs.refresh_job import (
@@ -60,14 +60,14 @@ _locations: weakref.WeakKeyDictionary[dg.DagsterInstance, InProcessCodeLocation]
 )
 
 
-def instance() -> dg.DagsterInstance:
-    """The instance at DAGSTER_HOME, one per process and home.
+def instance(settings: Settings | None = None) -> dg.DagsterInstance:
+    """The instance at the settings' DAGSTER_HOME, one per process and home.
 
     Made once under a lock: threads that each opened a new instance on a fresh home raced to
     create its SQLite tables ("table ... already exists") and their runs failed.
     """
     with _instances_lock:
-        home = ensure_dagster_home(Settings.from_env())
+        home = ensure_dagster_home(settings_or_env(settings))
         found = _instances.get(home)
         if found is None:
             found = _instances[home] = _thread_safe_logging(dg.DagsterInstance.get())
@@ -153,6 +153,7 @@ def execute(
     partition: str | None = None,
     dagster_instance: dg.DagsterInstance | None = None,
     run_id: str | None = None,
+    settings: Settings | None = None,
 ) -> dg.DagsterRun:
     """Run a job for one connection and wait for it; a failed run raises the TdsyncError it
     stands for.
@@ -162,8 +163,10 @@ def execute(
     first, bounded, for another refresh or scan of the connection. Elsewhere the run is queued
     like any other (one run per connection) and takes the lease in its first op.
     """
-    settings = Settings.from_env()
-    dagster_instance = _thread_safe_logging(dagster_instance) if dagster_instance else instance()
+    settings = settings_or_env(settings)
+    dagster_instance = (
+        _thread_safe_logging(dagster_instance) if dagster_instance else instance(settings)
+    )
     run_id = run_id or str(uuid.uuid4())
     tags = {CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger}
     if deployment() != "local":
@@ -268,6 +271,7 @@ def refresh(
     trigger: str,
     allow_empty_schemas: list[str] | None = None,
     dagster_instance: dg.DagsterInstance | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, int]:
     """Refresh one connection: materialize its `table_descriptions` partition; returns the
     refresh's summary (what it added, deprecated, restored, ...).
@@ -276,9 +280,9 @@ def refresh(
     summary rather than listing the same tables again a moment later; unless schemas are confirmed
     empty (`allow_empty_schemas`), which only a refresh of its own can honour.
     """
-    settings = Settings.from_env()
+    settings = settings_or_env(settings)
     store = shared_store(settings)
-    dagster_instance = dagster_instance or instance()
+    dagster_instance = dagster_instance or instance(settings)
     run_id = str(uuid.uuid4())
     if deployment() != "local":
         # The instance's run records say whether a refresh of the connection is in flight.
@@ -309,6 +313,7 @@ def refresh(
         partition=partition_key(store.get_connection(db_connection_id)),
         dagster_instance=dagster_instance,
         run_id=run_id,
+        settings=settings,
     )
     return refresh_summary(dagster_instance, run_id)
 
@@ -335,6 +340,7 @@ def scan(
     on_progress: ProgressCallback | None = None,
     run_id: str | None = None,
     dagster_instance: dg.DagsterInstance | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Scan a connection's tables through the scan job; returns the run's summary
     (tables, scanned, failed, drift, expired_leases, duration_s).
@@ -344,7 +350,8 @@ def scan(
     example_rows, sample_rows, concurrency). `on_progress` gets a ScanProgress after each table,
     in this thread.
     """
-    dagster_instance = dagster_instance or instance()
+    settings = settings_or_env(settings)
+    dagster_instance = dagster_instance or instance(settings)
     run_id = run_id or str(uuid.uuid4())
     config = scan_config(db_connection_id, table_names, description_ids, options)
     with scan_progress.listening(run_id, on_progress):
@@ -355,6 +362,7 @@ def scan(
             run_config=config,
             dagster_instance=dagster_instance,
             run_id=run_id,
+            settings=settings,
         )
     return _output_metadata(dagster_instance, run_id, "scan_tables")
 
@@ -389,11 +397,12 @@ def submit_scan(
     table_names: list[str] | None = None,
     description_ids: list[str] | None = None,
     dagster_instance: dg.DagsterInstance | None = None,
+    settings: Settings | None = None,
 ) -> dg.DagsterRun:
     """Queue a scan run on the instance and return at once (`production`, `distributed`): the
     daemon launches it, its first op takes the connection's lease, run monitoring watches it and
     the run-failure sensor settles its rows if it fails."""
-    dagster_instance = dagster_instance or instance()
+    dagster_instance = dagster_instance or instance(settings)
     run = create_run(
         scan_table_descriptions.name,
         dagster_instance=dagster_instance,

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from tdsync.config import Settings
+from tdsync.config import Settings, settings_or_env
 from tdsync.credentials import parse_uri, scrub
 from tdsync.errors import InvalidDatabaseConnection, TdsyncError
 from tdsync.models import TableType
@@ -66,13 +66,16 @@ def _timeout_args(backend: str, driver: str, timeout_s: float) -> dict[str, Any]
     return {}
 
 
-def create_source_engine(connection_uri: str, *, timeout_s: float = 10.0) -> Engine:
+def create_source_engine(
+    connection_uri: str, *, timeout_s: float = 10.0, settings: Settings | None = None
+) -> Engine:
     """An engine that only reads: every session is read-only, and a URI is checked against the
-    allow-lists again here, so a connection stored before they existed cannot bypass them."""
+    allow-lists again here, so a connection stored before they existed cannot bypass them.
+    `settings` say where tdsync's own state is (never a source)."""
     url = parse_uri(connection_uri)
     backend = url.get_backend_name()
     if backend in FILE_DIALECTS:
-        refuse_tdsync_state(url.database)
+        refuse_tdsync_state(url.database, settings_or_env(settings))
     if backend in ("mysql", "mariadb") and url.get_driver_name() in ("", "mysqldb"):
         url = url.set(drivername=f"{backend}+pymysql")  # the driver tdsync ships
     if backend == "sqlite" and url.database not in (None, "", ":memory:"):
@@ -140,13 +143,12 @@ def _mysql_read_only(dbapi_conn, record) -> None:
         cursor.execute("SET SESSION TRANSACTION READ ONLY")
 
 
-def refuse_tdsync_state(database: str | None) -> None:
+def refuse_tdsync_state(database: str | None, settings: Settings) -> None:
     """A database file inside tdsync's own state (TDSYNC_HOME: the store's folder, the key;
     DAGSTER_HOME: run history) is never a source; symlinks are followed. The demo's sample
     database, TDSYNC_HOME/demo, is the one exception."""
     if database in (None, "", ":memory:"):
         return
-    settings = Settings.from_env()
     path = Path(database).expanduser().resolve()
     home, dagster_home = settings.home.resolve(), settings.dagster_home.resolve()
     inside = [d for d in (home, dagster_home) if path.is_relative_to(d)]
@@ -205,7 +207,11 @@ def _not_the_protocol(exc: Exception, dbapi: Any) -> bool:
 
 @contextmanager
 def source_engine(
-    connection_uri: str, *, timeout_s: float = 10.0, ssh: dict[str, Any] | None = None
+    connection_uri: str,
+    *,
+    timeout_s: float = 10.0,
+    ssh: dict[str, Any] | None = None,
+    settings: Settings | None = None,
 ) -> Iterator[Engine]:
     """An engine whose driver errors come out as InvalidDatabaseConnection, password removed;
     through an SSH tunnel when `ssh` settings are given."""
@@ -214,11 +220,11 @@ def source_engine(
 
         with (
             tunnel(connection_uri, ssh, timeout_s=timeout_s) as tunnelled,
-            source_engine(tunnelled, timeout_s=timeout_s) as engine,
+            source_engine(tunnelled, timeout_s=timeout_s, settings=settings) as engine,
         ):
             yield engine
         return
-    engine = create_source_engine(connection_uri, timeout_s=timeout_s)
+    engine = create_source_engine(connection_uri, timeout_s=timeout_s, settings=settings)
     try:
         yield engine
     except TdsyncError:
@@ -261,9 +267,10 @@ def list_live_tables(
     *,
     timeout_s: float = 10.0,
     ssh: dict[str, Any] | None = None,
+    settings: Settings | None = None,
 ) -> Listing:
     """Names and kinds of every table, view and materialized view, per schema; no data is read."""
-    with source_engine(connection_uri, timeout_s=timeout_s, ssh=ssh) as engine:
+    with source_engine(connection_uri, timeout_s=timeout_s, ssh=ssh, settings=settings) as engine:
         return once_more_if_disconnected(lambda: _list_live_tables(engine, schemas))
 
 
@@ -350,6 +357,7 @@ def check_connection(
     *,
     timeout_s: float = 10.0,
     ssh: dict[str, Any] | None = None,
+    settings: Settings | None = None,
 ) -> None:
     """Connect once and look for the listed schemas: a bad URI, host, password, file or schema
     fails here, when the connection is registered, rather than at its first refresh. Reads no data."""
@@ -364,7 +372,7 @@ def check_connection(
             raise InvalidDatabaseConnection(
                 "the database file does not exist", {"path": url.database}
             )
-    with source_engine(connection_uri, timeout_s=timeout_s, ssh=ssh) as engine:
+    with source_engine(connection_uri, timeout_s=timeout_s, ssh=ssh, settings=settings) as engine:
         try:
             with engine.connect() as conn:
                 existing = sa.inspect(conn).get_schema_names()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
+from pymongo import MongoClient
 
 from tdsync.catalogue import shared_store
 from tdsync.store import CatalogueStore
@@ -40,7 +41,7 @@ def unavailable(reason: str) -> None:
 def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     external = os.environ.get("TDSYNC_TEST_MONGO_URI")
     if external:
-        yield external
+        yield secantus_tuned(external)
         return
     from secantus import SecantusDBServer
 
@@ -55,6 +56,19 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with contextlib.suppress(OSError):
             server._socket.shutdown(socket.SHUT_RDWR)
         server.stop()
+
+
+def secantus_tuned(uri: str) -> str:
+    """`uri`, with retryable writes off when it points at a SecantusDB server and does not say
+    otherwise (they slow SecantusDB down, SECANTUSDB.md); a MongoDB keeps its defaults."""
+    if "retrywrites=" in uri.lower():
+        return uri
+    with MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
+        if "secantusVersion" not in client.admin.command("buildInfo"):
+            return uri
+    path = uri.split("://", 1)[1]
+    base = uri if "/" in path else uri + "/"
+    return base + ("&" if "?" in base else "?") + "retryWrites=false"
 
 
 @pytest.fixture

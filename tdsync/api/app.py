@@ -20,7 +20,7 @@ from tdsync.api.deps import ApiState
 from tdsync.api.errors import CatchAllMiddleware, error_responses, install_error_handlers
 from tdsync.api.json_body import StrictJsonMiddleware
 from tdsync.api.routes import connections, descriptions, health, heartbeat, scan
-from tdsync.config import Settings
+from tdsync.config import Settings, settings_or_env
 from tdsync.errors import TdsyncError
 
 log = logging.getLogger("tdsync.api")
@@ -30,7 +30,7 @@ SERVICE_PREFIX = "/api"  # the Dataherald service's (and its SDK's)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings.from_env()
+    settings = settings_or_env(settings)
     state = ApiState(settings)
 
     @asynccontextmanager
@@ -103,7 +103,7 @@ def _warm_up(state: ApiState) -> None:
     store's lock for a whole server-selection timeout and make that request wait twice as long.
     """
     try:
-        runs.instance()
+        runs.instance(state.settings)
         if state.settings.embedded:
             state.store()
     except TdsyncError as exc:

@@ -9,7 +9,7 @@ import uvicorn
 
 from tdsync.api.app import create_app
 from tdsync.catalogue import check_store_at_start
-from tdsync.config import Settings
+from tdsync.config import Settings, settings_or_env
 from tdsync.errors import StorageUnavailable
 
 log = logging.getLogger("tdsync.api")
@@ -18,8 +18,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
-def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-    settings = Settings.from_env()
+def serve(
+    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, settings: Settings | None = None
+) -> None:
+    settings = settings_or_env(settings)
     # A missing or wrong encryption key stops start-up, not the first request that needs it.
     try:
         check_store_at_start(settings)

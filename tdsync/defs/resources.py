@@ -25,8 +25,19 @@ from tdsync.store import CatalogueStore
 
 
 class CatalogueResource(dg.ConfigurableResource):
-    """The MongoDB catalogue, and how long runs hold and wait for its leases. A field left unset
-    takes its value from tdsync.config.Settings (the environment) when a run starts."""
+    """The MongoDB catalogue, and how long runs hold and wait for its leases.
+
+    Where each field comes from, in the code location (`default_resources`):
+    - `mongo_uri`, `mongo_db`, `encryption_key`, `home` (strings): `dg.EnvVar` of TDSYNC_MONGO_URI,
+      TDSYNC_MONGO_DB, TDSYNC_ENCRYPTION_KEY, TDSYNC_HOME when that variable is set where the code
+      location loads; the UI shows the variable's name (never a secret's value) and Dagster reads
+      its value when a run starts.
+    - `lease_wait_s`, `scan_lease_s` (seconds, floats): not dg.EnvVar, which yields only strings
+      and integers; left unset, and read from TDSYNC_LEASE_WAIT_S / TDSYNC_SCAN_LEASE_S by
+      `tdsync.config.Settings` (typed, with its defaults) when a run starts.
+    Any field set explicitly (a test, a launch config) wins over the environment: `settings()`
+    builds the one typed `Settings` the run's code uses.
+    """
 
     mongo_uri: str | None = Field(
         default=None,
@@ -49,6 +60,7 @@ class CatalogueResource(dg.ConfigurableResource):
     )
 
     def settings(self) -> Settings:
+        """The fields set here, and tdsync.config.Settings' (the environment's) for the rest."""
         return Settings(**{k: v for k, v in self.model_dump().items() if v is not None})
 
     def get_store(self) -> CatalogueStore:
@@ -57,7 +69,14 @@ class CatalogueResource(dg.ConfigurableResource):
 
 class SourceDatabasesResource(dg.ConfigurableResource):
     """Opens source databases with connect and statement timeouts; a scan gives up on a source
-    that answers nothing for `stall_s`. Unset: from tdsync.config.Settings when a run starts."""
+    that answers nothing for `stall_s`.
+
+    Both fields are seconds (floats), so not `dg.EnvVar` (strings and integers only): left unset
+    in the code location, they are read from TDSYNC_SOURCE_TIMEOUT_S / TDSYNC_SCAN_STALL_S by
+    `tdsync.config.Settings` (typed, with its defaults) when a run starts; set here, they win.
+    Where tdsync's own state lives (TDSYNC_HOME, DAGSTER_HOME: never a source) comes from
+    Settings too.
+    """
 
     timeout_s: float | None = Field(
         default=None,
@@ -68,16 +87,22 @@ class SourceDatabasesResource(dg.ConfigurableResource):
         description="TDSYNC_SCAN_STALL_S: a scan whose source answers nothing this long gives up.",
     )
 
-    def _timeout_s(self) -> float:
-        return self.timeout_s if self.timeout_s is not None else Settings().source_timeout_s
-
-    def _stall_s(self) -> float:
-        return self.stall_s if self.stall_s is not None else Settings().scan_stall_s
+    def settings(self) -> Settings:
+        """The fields set here, and tdsync.config.Settings' (the environment's) for the rest."""
+        fields = {"source_timeout_s": self.timeout_s, "scan_stall_s": self.stall_s}
+        return Settings(**{k: v for k, v in fields.items() if v is not None})
 
     def list_live(
         self, *, connection_uri: str, schemas: list[str] | None, ssh: dict[str, Any] | None = None
     ) -> Listing:
-        return list_live_tables(connection_uri, schemas, timeout_s=self._timeout_s(), ssh=ssh)
+        settings = self.settings()
+        return list_live_tables(
+            connection_uri,
+            schemas,
+            timeout_s=settings.source_timeout_s,
+            ssh=ssh,
+            settings=settings,
+        )
 
     def fingerprint(
         self,
@@ -87,7 +112,10 @@ class SourceDatabasesResource(dg.ConfigurableResource):
         ssh: dict[str, Any] | None = None,
     ) -> dict[tuple[str, str], str]:
         """Structural fingerprints of the named (schema, table) objects, from the catalog."""
-        return fingerprint_tables(connection_uri, tables, timeout_s=self._timeout_s(), ssh=ssh)
+        settings = self.settings()
+        return fingerprint_tables(
+            connection_uri, tables, timeout_s=settings.source_timeout_s, ssh=ssh, settings=settings
+        )
 
     def scan(
         self,
@@ -98,13 +126,15 @@ class SourceDatabasesResource(dg.ConfigurableResource):
         ssh: dict[str, Any] | None = None,
     ) -> Iterator[TableScan]:
         """Scan tables of one source database; results arrive as each table finishes."""
+        settings = self.settings()
         return scan_tables(
             connection_uri,
             targets,
             options=options,
-            timeout_s=self._timeout_s(),
-            stall_s=self._stall_s(),
+            timeout_s=settings.source_timeout_s,
+            stall_s=settings.scan_stall_s,
             ssh=ssh,
+            settings=settings,
         )
 
 

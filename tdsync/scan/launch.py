@@ -110,6 +110,7 @@ def _changed(
         [(t.schema_name, t.table_name) for t in targets],
         timeout_s=settings.source_timeout_s,
         ssh=store.ssh_settings(connection_id),
+        settings=settings,
     )
     max_age_s = store.get_connection(connection_id).data_max_age_s
     return changed(targets, live, utcnow(), max_age_s)
@@ -145,7 +146,9 @@ def _claim_and_start(
             # run-failure sensor settles its rows if it fails before scanning them.
             from tdsync import runs
 
-            runs.submit_scan(connection_id, trigger=WEBHOOK_TRIGGER, run_id=run_id, **asked)
+            runs.submit_scan(
+                connection_id, trigger=WEBHOOK_TRIGGER, run_id=run_id, settings=settings, **asked
+            )
     except (OSError, dg.DagsterError) as exc:  # no run could be started: say so on the rows now
         store.fail_synchronizing(
             connection_id,
@@ -237,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     from tdsync import runs
     from tdsync.catalogue import shared_store
 
+    settings = Settings.from_env()  # the environment _child_env gave this process
     path = Path((argv if argv is not None else sys.argv[1:])[0])
     request = json.loads(path.read_text())
     path.unlink(missing_ok=True)
@@ -247,11 +251,12 @@ def main(argv: list[str] | None = None) -> int:
             table_names=request.get("table_names"),
             description_ids=request.get("description_ids"),
             run_id=request["run_id"],
+            settings=settings,
         )
     except TdsyncError as exc:
         # E.g. the connection stayed busy, or the source is unreachable: nothing may stay
         # SYNCHRONIZING because of it.
-        shared_store().fail_synchronizing(
+        shared_store(settings).fail_synchronizing(
             request["db_connection_id"],
             error_message=f"scan failed: {exc.message}",
             scan_run_id=request["run_id"],

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from tdsync.config import Settings
 from tdsync.credentials import scrub
 from tdsync.errors import TdsyncError
 from tdsync.fingerprints import read_fingerprints
@@ -49,6 +50,7 @@ def scan_tables(
     timeout_s: float = 10.0,
     stall_s: float | None = None,
     ssh: dict[str, Any] | None = None,
+    settings: Settings | None = None,
 ) -> Iterator[TableScan]:
     """One TableScan per target, in completion order. Raises InvalidDatabaseConnection only
     when the source cannot be reached at all, SourceStopped when it stops answering for
@@ -56,7 +58,7 @@ def scan_tables(
     options = options or ScanOptions()
     if not targets:
         return
-    with source_engine(connection_uri, timeout_s=timeout_s, ssh=ssh) as engine:
+    with source_engine(connection_uri, timeout_s=timeout_s, ssh=ssh, settings=settings) as engine:
         watch = source_watch(engine)
         if watch is not None:
             watch.stall_s = stall_s

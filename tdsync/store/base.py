@@ -29,11 +29,21 @@ def object_id(value: str, *, what: str = "id") -> ObjectId:
         raise InvalidObjectId(f"{what} {value!r} is not a valid ObjectId") from None
 
 
-def mongo_client(uri: str, *, timeout_ms: int = 5000, event_listeners: tuple = ()) -> MongoClient:
+def mongo_client(
+    uri: str, *, timeout_ms: int = 5000, event_listeners: tuple = (), embedded: bool = False
+) -> MongoClient:
+    """A client of the catalogue's MongoDB, with tdsync's timeouts.
+
+    Retryable writes keep MongoDB's default (on), or what the URI says: a production replica set
+    keeps them across a failover. Only the `embedded` SecantusDB has them off (its URI says so
+    too): with them on, its single writes become ~6x slower once it has taken ~10,000 of them, as
+    it re-sorts its retry log on every write (SECANTUSDB.md).
+    """
+    tuning = {"retryWrites": False} if embedded else {}
     return MongoClient(
         uri,
         event_listeners=event_listeners,
-        retryWrites=False,  # SecantusDB slows down with its retry log; MongoDB does not need it here
+        **tuning,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
         socketTimeoutMS=max(timeout_ms * 12, 60_000),

@@ -32,7 +32,11 @@ router = APIRouter(prefix="/database-connections", tags=["database connections"]
 )
 def create_connection(body: ConnectionCreate, state: State, store: Store) -> DatabaseConnection:
     return register_connection(
-        store, trigger=WEBHOOK_TRIGGER, timeout_s=_timeout_s(state.settings), **body.fields()
+        store,
+        trigger=WEBHOOK_TRIGGER,
+        timeout_s=_timeout_s(state.settings),
+        settings=state.settings,
+        **body.fields(),
     )
 
 
@@ -62,7 +66,11 @@ def update_connection(
 ) -> DatabaseConnection:
     connection = store.get_connection(path_id(db_connection_id, what="db_connection_id"))
     return change_connection(
-        store, connection, body.changes(), timeout_s=_timeout_s(state.settings)
+        store,
+        connection,
+        body.changes(),
+        timeout_s=_timeout_s(state.settings),
+        settings=state.settings,
     )
 
 

@@ -44,7 +44,10 @@ def _refresh(
     state: ApiState, connection_id: str, allow_empty_schemas: list[str]
 ) -> list[TableDescription]:
     runs.refresh(
-        connection_id, trigger=WEBHOOK_TRIGGER, allow_empty_schemas=allow_empty_schemas or None
+        connection_id,
+        trigger=WEBHOOK_TRIGGER,
+        allow_empty_schemas=allow_empty_schemas or None,
+        settings=state.settings,
     )
     return state.store().list_descriptions(connection_id)
 

@@ -75,7 +75,9 @@ def sync_schemas(
             changed_only=request.changed_only,
             # runs.refresh joins a refresh of the connection already running rather than
             # repeating it.
-            refresh=lambda connection_id: runs.refresh(connection_id, trigger=WEBHOOK_TRIGGER),
+            refresh=lambda connection_id: runs.refresh(
+                connection_id, trigger=WEBHOOK_TRIGGER, settings=state.settings
+            ),
         )
         if request.metadata:
             scanned = state.store().merge_metadata([d.id for d in scanned], request.metadata)
