@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +208,14 @@ def execute(
 def submit(dagster_instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
     """Hand the run to the instance's run coordinator: its queue (one run per connection, the
     global cap), then the daemon's run launcher and the job's executor run it."""
+    with workspace_request(dagster_instance) as request:
+        dagster_instance.submit_run(run.run_id, request)
+
+
+@contextlib.contextmanager
+def workspace_request(dagster_instance: dg.DagsterInstance) -> Iterator[Any]:
+    """A request context of the workspace the webserver serves (this code location), as the UI's
+    GraphQL and the run coordinator see it."""
     location = code_location(dagster_instance)
     # The workspace loads the location again, reading the defs state of the current instance.
     with (
@@ -216,7 +224,7 @@ def submit(dagster_instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
             dagster_instance, InProcessWorkspaceLoadTarget(location.origin)
         ) as workspace,
     ):
-        dagster_instance.submit_run(run.run_id, workspace.create_request_context())
+        yield workspace.create_request_context()
 
 
 def _ended(

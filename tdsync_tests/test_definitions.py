@@ -1,4 +1,6 @@
-"""The code location loads the way `dagster definitions validate -w workspace.yaml` loads it."""
+"""The code location, as the UI shows it: one snapshot of its jobs, assets, checks, schedules and
+sensors; and it loads the way `dagster definitions validate -w workspace.yaml` and `dg check defs`
+load it, with no deprecation warning."""
 
 import os
 import subprocess
@@ -7,46 +9,112 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._cli.workspace.cli_target import WorkspaceOpts, get_workspace_from_cli_opts
 
 import tdsync.definitions
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+RUNNING_SCHEDULE, RUNNING_SENSOR = dg.DefaultScheduleStatus.RUNNING, dg.DefaultSensorStatus.RUNNING
 
 
-def test_workspace_loads_the_refresh_job_as_the_partitioned_asset_and_its_checks(
-    tdsync_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+def snapshot(repo: dg.RepositoryDefinition) -> dict:
+    """What the UI lists, with the names, partitions, tags and defaults a person sees."""
+    graph = repo.asset_graph
+    return {
+        "jobs": {
+            job.name: {
+                "tags": dict(job.tags),
+                "ops": sorted(node.name for node in job.nodes),
+                "partitions": getattr(job.partitions_def, "name", None),
+            }
+            for job in repo.get_all_jobs()
+            if not job.name.startswith("__")  # Dagster's implicit asset job
+        },
+        "assets": {
+            key.to_user_string(): getattr(graph.get(key).partitions_def, "name", None)
+            for key in graph.get_all_asset_keys()
+        },
+        "checks": sorted(
+            (key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys
+        ),
+        "schedules": {
+            s.name: (s.cron_schedule, s.execution_timezone, s.job_name, s.default_status)
+            for s in repo.schedule_defs
+        },
+        "sensors": {s.name: s.default_status for s in repo.sensor_defs},
+    }
+
+
+def test_code_location_snapshot() -> None:
+    assert snapshot(tdsync.definitions.defs().get_repository_def()) == {
+        "jobs": {
+            # The refresh job is the partitioned asset's job: asset and checks, one partition
+            # per connection.
+            "refresh_table_descriptions": {
+                "tags": {"tdsync/trigger": "ui"},
+                "ops": ["table_description_checks", "table_descriptions"],
+                "partitions": "tdsync_connections",
+            },
+            "scan_table_descriptions": {
+                "tags": {"tdsync/trigger": "ui"},
+                "ops": ["scan_tables", "start_scan"],
+                "partitions": None,
+            },
+        },
+        "assets": {"table_descriptions": "tdsync_connections"},
+        "checks": [
+            ("table_descriptions", "no_failed_descriptions"),
+            ("table_descriptions", "no_scan_past_its_lease"),
+        ],
+        # Both tick every minute and start a run only for connections whose own cron fires.
+        "schedules": {
+            "refresh_connections_on_schedule": (
+                "* * * * *",
+                "UTC",
+                "refresh_table_descriptions",
+                RUNNING_SCHEDULE,
+            ),
+            "scan_connections_on_schedule": (  # issue 17
+                "* * * * *",
+                "UTC",
+                "scan_table_descriptions",
+                RUNNING_SCHEDULE,
+            ),
+        },
+        "sensors": {
+            "settle_failed_runs": RUNNING_SENSOR,
+            "settle_cancelled_runs": RUNNING_SENSOR,
+            "sync_connection_partitions": RUNNING_SENSOR,
+            "check_table_descriptions": RUNNING_SENSOR,
+            "settle_orphaned_runs": RUNNING_SENSOR,
+            "scan_what_refreshes_found": RUNNING_SENSOR,  # issue 17
+        },
+    }
+
+
+def _config_fields(job: dg.JobDefinition) -> set[str]:
+    fields: set[str] = set()
+    for config_type in job.run_config_schema.all_config_types():
+        fields |= set(getattr(config_type, "fields", None) or {})
+    return fields
+
+
+def test_the_refresh_asks_for_no_config_to_type_and_the_scan_for_its_connection() -> None:
+    repo = tdsync.definitions.defs().get_repository_def()
+    # Materializing a partition needs no connection id typed in (the partition names it).
+    assert "db_connection_id" not in _config_fields(repo.get_job("refresh_table_descriptions"))
+    assert "db_connection_id" in _config_fields(repo.get_job("scan_table_descriptions"))
+
+
+def test_outside_local_run_monitoring_replaces_the_orphaned_run_sensor(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.chdir(REPO_ROOT)  # workspace.yaml's working_directory is "."
-    with (
-        dg.instance_for_test() as instance,
-        get_workspace_from_cli_opts(
-            instance=instance,
-            version=dg.__version__,
-            workspace_opts=WorkspaceOpts(workspace=["workspace.yaml"]),
-            allow_in_process=True,  # what `definitions validate` does without --load-with-grpc
-            log_level="warning",
-        ) as workspace,
-    ):
-        entries = workspace.get_code_location_entries()
-        assert list(entries) == ["tdsync.definitions"]
-        assert entries["tdsync.definitions"].load_error is None
-        location = workspace.get_code_location("tdsync.definitions")
-        (repo,) = location.get_repositories().values()
-        job = repo.get_full_job("refresh_table_descriptions")
-        assert job.tags["tdsync/trigger"] == "ui"
-        assert [
-            node.node_name for node in job.job_snapshot.dep_structure_snapshot.node_invocation_snaps
-        ] == ["table_description_checks", "table_descriptions"]
-        (asset,) = [
-            node
-            for node in repo.get_asset_node_snaps()
-            if node.asset_key.to_user_string() == "table_descriptions"
-        ]
-        assert asset.partitions is not None  # one partition per connection: no config to type
-        config = job.job_snapshot.config_schema_snapshot
-        assert "db_connection_id" not in str(config.all_config_snaps_by_key)
+    # There the API and CLI submit their runs to run workers, which Dagster's run monitoring
+    # watches; only `local` executes runs in a process that can die unseen.
+    monkeypatch.setenv("TDSYNC_DEPLOYMENT", "production")
+    sensors = snapshot(tdsync.definitions.defs().get_repository_def())["sensors"]
+    assert "settle_orphaned_runs" not in sensors
+    assert {"settle_failed_runs", "settle_cancelled_runs"} <= set(sensors)
 
 
 def test_dagster_definitions_validate_passes(tdsync_env: dict[str, str]) -> None:
@@ -60,6 +128,10 @@ def test_dagster_definitions_validate_passes(tdsync_env: dict[str, str]) -> None
         timeout=120,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    # workspace.yaml's one code location, by the name runs record and the UI re-executes by.
+    assert "Validation successful for code location tdsync.definitions." in (
+        result.stdout + result.stderr
+    )
     assert "All code locations passed validation" in result.stdout + result.stderr
 
 
@@ -104,5 +176,5 @@ def test_resources_show_where_their_settings_come_from(tdsync_env: dict[str, str
     with dg.build_resources({"catalogue": catalogue}) as started:
         assert started.catalogue.settings().mongo_db == tdsync_env["TDSYNC_MONGO_DB"]
     # Set as fields, a test or an operator needs no environment variable.
-    assert SourceDatabasesResource(timeout_s=1.5)._timeout_s() == 1.5
+    assert SourceDatabasesResource(timeout_s=1.5).settings().source_timeout_s == 1.5
     assert CatalogueResource(lease_wait_s=2).settings().lease_wait_s == 2

@@ -213,20 +213,10 @@ RUN_EVENTS = """query($runId: ID!) { logsForRun(runId: $runId) { ... on EventCon
 
 def graphql_run_events(run_id: str) -> list[dict]:
     """A run's events as the Dagster UI reads them, through the webserver's GraphQL schema."""
-    from dagster._core.storage.defs_state.base import set_defs_state_storage
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
     from dagster_graphql.test.utils import execute_dagster_graphql
 
-    instance = runs.instance()
-    target = InProcessWorkspaceLoadTarget(runs.code_location(instance).origin)
-    with (
-        set_defs_state_storage(instance.defs_state_storage),
-        WorkspaceProcessContext(instance, target) as workspace,
-    ):
-        result = execute_dagster_graphql(
-            workspace.create_request_context(), RUN_EVENTS, {"runId": run_id}
-        )
+    with runs.workspace_request(runs.instance()) as request:
+        result = execute_dagster_graphql(request, RUN_EVENTS, {"runId": run_id})
     assert not result.errors, result.errors
     return result.data["logsForRun"]["events"]
 

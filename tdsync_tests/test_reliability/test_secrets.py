@@ -23,7 +23,6 @@ import dagster as dg
 import httpx
 import pytest
 import sqlalchemy as sa
-from dagster._serdes import serialize_value
 
 from tdsync import runs
 from tdsync.errors import TdsyncError
@@ -260,12 +259,12 @@ def test_the_password_never_leaves_through_responses_logs_events_or_storage(
         recorded = instance.get_runs()
         events = 0
         for run in recorded:
-            if leaks(serialize_value(run)):
-                found[f"run {run.run_id}"] = leaks(serialize_value(run))
+            if leaks(dg.serialize_value(run)):
+                found[f"run {run.run_id}"] = leaks(dg.serialize_value(run))
             for record in instance.all_logs(run.run_id):
                 events += 1
-                if leaks(serialize_value(record)):
-                    found[f"event of run {run.run_id}"] = leaks(serialize_value(record))
+                if leaks(dg.serialize_value(record)):
+                    found[f"event of run {run.run_id}"] = leaks(dg.serialize_value(record))
     finally:
         instance.dispose()
     db = reliability_store.db
