@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -14,6 +15,12 @@ def utcnow() -> datetime:
     # Mongo keeps milliseconds; truncating here makes stored and returned values compare equal.
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def plain_json(value: Any) -> Any:
+    """`value` as plain JSON data (dicts, lists, strings, numbers): whatever JSON cannot hold
+    (datetimes, ObjectIds...) becomes its text."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def as_utc(value: datetime | None) -> datetime | None:

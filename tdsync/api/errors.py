@@ -7,7 +7,6 @@ a password: request bodies are not echoed back and messages are scrubbed.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import traceback
@@ -24,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tdsync.credentials import scrub
 from tdsync.errors import TdsyncError, ValidationFailed
+from tdsync.models import plain_json
 from tdsync.store import STORE_FAILURES, storage_unavailable
 
 log = logging.getLogger("tdsync.api")
@@ -64,7 +64,7 @@ _DESCRIPTIONS = {
 
 def error_json(error: TdsyncError, headers: dict[str, str] | None = None) -> JSONResponse:
     # detail may hold datetimes or ObjectIds; whatever JSON cannot hold is shown as text.
-    body = json.loads(json.dumps(error.as_dict(), default=str))
+    body = plain_json(error.as_dict())
     return JSONResponse(body, status_code=error.http_status, headers=headers)
 
 

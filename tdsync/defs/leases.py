@@ -8,13 +8,13 @@ process died stops renewing it, so it expires. (A job-wide failure hook would do
 cost of a HOOK_SKIPPED event per op on every successful run.)
 """
 
-import json
 from typing import Any
 
 import dagster as dg
 
 from tdsync import leases
 from tdsync.defs.resources import failures_as_dagster
+from tdsync.models import plain_json
 from tdsync.store import CatalogueStore
 
 
@@ -56,6 +56,6 @@ def release_connection_lease(context: dg.HookContext) -> None:
 def _plain(value: Any) -> Any:
     # Stored in Mongo for joined callers: only plain JSON data makes sense there.
     try:
-        return json.loads(json.dumps(value, default=str))
+        return plain_json(value)
     except (TypeError, ValueError):
         return None

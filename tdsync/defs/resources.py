@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from tdsync.catalogue import shared_store
 from tdsync.config import Settings
 from tdsync.errors import TdsyncError
 from tdsync.fingerprints import fingerprint_tables
+from tdsync.models import plain_json
 from tdsync.refresh import Listing
 from tdsync.scan import ScanOptions, ScanTarget, TableScan, scan_tables
 from tdsync.sources import list_live_tables
@@ -205,7 +205,7 @@ class ExpectedFailure(dg.Failure, DagsterUserCodeProcessError):
             metadata={
                 "error_code": error.error_code,
                 "what_to_do": what_to_do,
-                "detail": dg.MetadataValue.json(json.loads(json.dumps(error.detail, default=str)))
+                "detail": dg.MetadataValue.json(plain_json(error.detail))
                 if error.detail is not None
                 else dg.MetadataValue.null(),
             },
