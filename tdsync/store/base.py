@@ -147,7 +147,11 @@ def _iso(value: datetime | None) -> str:
 
 
 def _chunked(values: list, size: int = 50) -> list[list]:
-    # Long `$in` lists cost more than their length on SecantusDB: 1,000 ids take seconds.
+    # Long `$in` lists cost more than their length on SecantusDB. Measured (SecantusDB 0.7.0b3,
+    # 2 cores at load 4.8, 10,000 rows, 1,000 of them asked for): `find({_id: {$in}})` 1.52 s
+    # in one list, 0.20 s in chunks of 50; the bulk write of one UpdateOne per id 1.36 s as one
+    # batch, 0.99 s in chunks of 50. MongoDB answers either way in milliseconds, and 20 round
+    # trips instead of one cost it nothing that matters, so one rule serves both.
     return [values[i : i + size] for i in range(0, len(values), size)]
 
 
