@@ -30,6 +30,25 @@ MYSQL_ADMIN_URL = os.environ.get(
 )
 
 
+# What a test needs to be in the fast tier (`pytest -m fast`): none of these fixtures (a MongoDB wire
+# server, PostgreSQL, MariaDB, RabbitMQ, Dagster's PostgreSQL), and a module that starts no process
+# nor server of its own.
+SERVER_FIXTURES = {"mongo_uri", "pg_url", "mysql_url", "amqp_url", "dagster_pg"}
+STARTS_SERVERS = ("subprocess", "SecantusDBServer", "start_embedded", "ApiProcess", "Popen")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    sources: dict[Path, str] = {}
+    for item in items:
+        path = Path(str(item.fspath))
+        if path not in sources:
+            sources[path] = path.read_text()
+        if SERVER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())) and not any(
+            word in sources[path] for word in STARTS_SERVERS
+        ):
+            item.add_marker(pytest.mark.fast)
+
+
 def unavailable(reason: str) -> None:
     """Skip a test whose server is unreachable, except in CI where every test must run."""
     if IN_CI:
