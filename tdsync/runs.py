@@ -5,6 +5,10 @@ origin), so the Dagster UI can re-execute it, open it in the Launchpad and filte
 launched there. In `local` it then executes in this process (no daemon needed, and a refresh
 answers in a fraction of a second); in `production` and `distributed` it is submitted to the
 instance, whose run queue, launcher and executor run it, and this process waits for it to end.
+
+`settings` are the caller's (built once by its entry point; None: the environment's): they choose
+the instance, the store and the lease wait here. The run's own resources are the code location's,
+bound to the same environment (tdsync.defs.resources), as in any process that loads it.
 """
 
 from __future__ import annotations
