@@ -1,4 +1,5 @@
-"""Structural fingerprints of tables, read from each dialect's own catalog in one query per schema.
+"""Structural fingerprints of tables, read from each dialect's own catalog: one query per schema
+(PostgreSQL: one for all the schemas).
 
 A table's fingerprint is a hash of its column names, types and order; a view's, of its definition
 (without its own name). Two objects with the same fingerprint have the same structure, so a table
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 
 from tdsync.sources import once_more_if_disconnected, source_engine
 
-# Tables named per query at most: past this, the whole schema is read and filtered here
+# Tables named per query at most: past this, whole schemas are read and filtered here
 # (a catalog query over the schema is cheaper than matching thousands of bound names).
 _MAX_NAMED = 500
 
@@ -34,7 +35,8 @@ def fingerprint_tables(
     timeout_s: float = 10.0,
     ssh: dict[str, Any] | None = None,
 ) -> Fingerprints:
-    """Fingerprints of the named (schema, table) objects that exist; one query per schema."""
+    """Fingerprints of the named (schema, table) objects that exist; one query per schema
+    (PostgreSQL: one in all)."""
     by_schema: dict[str, set[str]] = defaultdict(set)
     for schema, name in tables:
         by_schema[schema].add(name)
