@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from tdsync import runs
+from tdsync.fingerprints import fingerprint, fingerprint_tables, read_fingerprints
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_scan.conftest import DIALECTS, Sources, run_statements
 
@@ -235,6 +236,45 @@ def test_changed_only_scan_rereads_the_altered_table_alone(
         summary = runs.scan(shop, trigger="cli", options={"changed_only": True})
     assert summary["tables"] == 0
     assert len([s for s in unchanged if "customers" in s]) == 1
+
+
+def test_postgresql_fingerprints_of_several_schemas_come_from_one_catalog_query(
+    tmp_path: Path,
+) -> None:
+    sources = Sources("postgresql", tmp_path)
+    try:
+        uri = sources.empty()
+        run_statements(
+            uri,
+            [
+                "CREATE SCHEMA other",
+                "CREATE TABLE public.t (id INTEGER, name VARCHAR(20))",
+                "CREATE TABLE other.t (id INTEGER)",
+                "CREATE TABLE other.bare ()",
+                "CREATE VIEW other.v AS SELECT id FROM other.t",
+            ],
+        )
+        asked = [("public", "t"), ("other", "bare"), ("other", "v"), ("other", "gone")]
+        with source_statements() as sent:
+            named = fingerprint_tables(uri, asked)
+        assert len([s for s in sent if "pg_class" in s]) == 1
+        # other.t shares a name asked in public, but was not asked.
+        assert set(named) == {("public", "t"), ("other", "bare"), ("other", "v")}
+        assert named[("public", "t")] == fingerprint(
+            "table", [["id", "integer"], ["name", "character varying(20)"]]
+        )
+        assert named[("other", "bare")] == fingerprint("table", [])
+        engine = sa.create_engine(uri)
+        try:
+            with engine.connect() as conn:
+                whole = read_fingerprints(conn, {"public": None, "other": None})
+        finally:
+            engine.dispose()
+        assert set(whole) == set(named) | {("other", "t")}
+        assert {k: whole[k] for k in named} == named
+        assert whole[("other", "t")] == fingerprint("table", [["id", "integer"]])
+    finally:
+        sources.close()
 
 
 def test_changed_only_scan_rereads_data_older_than_its_max_age(

@@ -24,7 +24,7 @@ from tdsync.errors import (
     StorageUnavailable,
     TableDescriptionNotFound,
 )
-from tdsync.models import ColumnDescription, Status, TableType, new_description_doc
+from tdsync.models import ColumnDescription, Status, TableType, new_description_doc, utcnow
 from tdsync.refresh import Listing, LiveTable, plan_refresh
 from tdsync.scan import TableScan
 from tdsync.store import CatalogueStore, mongo_client
@@ -483,6 +483,35 @@ def test_a_scan_saves_nothing_on_rows_a_newer_scan_took_over(store: CatalogueSto
     rows = store.descriptions.find({"db_connection_id": cid})
     assert {(r["status"], r["scan_run_id"], r.get("columns") or None) for r in rows} == {
         ("SYNCHRONIZING", "new", None)
+    }
+
+
+def test_a_claim_by_ids_holds_exactly_its_rows_found_through_the_status_index(counted) -> None:
+    # SecantusDB uses the (connection, status) index only for a filter on exactly those fields:
+    # with `scan_run_id` added, each read of a claim went through every row of the collection.
+    store, log = counted
+    cid = str(ObjectId())
+    refresh_with(store, cid, public("a", "b", "c", "d"))
+    ids = {d.table_name: d.id for d in store.list_descriptions(cid)}
+    later = utcnow() + timedelta(hours=1)
+    other = store.claim_for_scan(cid, [ids["c"], ids["d"]], run_id="other", lease_expires_at=later)
+    log.clear()
+    mine = store.claim_for_scan(cid, [ids["a"], ids["b"]], run_id="mine", lease_expires_at=later)
+    assert [t.table_name for t in other] == ["c", "d"]
+    assert [t.table_name for t in mine] == ["a", "b"]
+    finds = [_filter(c) for n, t, c in log.commands if t == "table_descriptions" and n == "find"]
+    assert finds == [{"db_connection_id": cid, "status": "SYNCHRONIZING"}] * 2
+
+    log.clear()  # claimed again by its run (sync-schemas claims before the run's first step)
+    again = store.claim_for_scan(cid, [ids["a"], ids["b"]], run_id="mine", lease_expires_at=later)
+    assert again == mine
+    assert "update" not in log.on("table_descriptions")  # held already: not written again
+    rows = store.descriptions.find({"db_connection_id": cid}, {"table_name": 1, "scan_run_id": 1})
+    assert {r["table_name"]: r["scan_run_id"] for r in rows} == {
+        "a": "mine",
+        "b": "mine",
+        "c": "other",
+        "d": "other",
     }
 
 

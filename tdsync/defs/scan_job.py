@@ -69,7 +69,9 @@ def start_scan(
 ) -> ScanBatch:
     """Load the connection, fail rows of dead scans, mark the requested rows SYNCHRONIZING."""
     settings = catalogue.settings()
-    with failures_as_dagster():
+    # A changed-only scan reads every row's fingerprint (10,000 short-lived documents and
+    # targets): as in scan_tables, the collector's passes over Dagster's heap would cost more.
+    with failures_as_dagster(), gc_paused():
         store = catalogue.get_store()
         conn = take_connection(context, catalogue, config.db_connection_id)
         now = utcnow()

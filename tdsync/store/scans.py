@@ -137,9 +137,7 @@ class ScansMixin(StoreBase):
         fields = {k: 1 for k in ("schema_name", "table_name", "table_type", "status")}
         fields["last_schema_sync"] = 1
         with storage_errors():
-            docs = self.descriptions.find(
-                {"db_connection_id": connection_id, "scan_run_id": run_id}, fields
-            )
+            docs = self._held_rows(connection_id, run_id, fields)
             targets = [
                 ScanTarget(
                     id=str(d["_id"]),
@@ -199,13 +197,21 @@ class ScansMixin(StoreBase):
 
     def _held(self, connection_id: str, run_id: str, until: datetime) -> set[ObjectId]:
         """The rows `run_id` holds with a lease lasting past `until`."""
-        query = {
-            "db_connection_id": connection_id,
-            "status": Status.SYNCHRONIZING.value,
-            "scan_run_id": run_id,
-        }
-        docs = self.descriptions.find(query, {"scan_lease_expires_at": 1})
+        docs = self._held_rows(connection_id, run_id, {"scan_lease_expires_at": 1})
         return {d["_id"] for d in docs if not _lease_over(d.get("scan_lease_expires_at"), until)}
+
+    def _held_rows(
+        self, connection_id: str, run_id: str, fields: dict[str, int]
+    ) -> list[dict[str, Any]]:
+        """The rows `run_id` holds (SYNCHRONIZING under it), with `fields`.
+
+        The run id is tested here, not in the query: SecantusDB uses the (connection, status)
+        index only for a filter on exactly those fields, and with `scan_run_id` added it reads
+        every row of the collection (0.9 s for 10,000 rows, twice per claim, whatever the claim's
+        size; 1 ms this way when the connection has few rows SYNCHRONIZING)."""
+        query = {"db_connection_id": connection_id, "status": Status.SYNCHRONIZING.value}
+        docs = self.descriptions.find(query, {**fields, "scan_run_id": 1}, batch_size=100_000)
+        return [d for d in docs if d.get("scan_run_id") == run_id]
 
     def renew_scan_lease(self, connection_id: str, run_id: str, lease_expires_at: datetime) -> int:
         """Push back the lease of the rows a live scan run still holds."""
