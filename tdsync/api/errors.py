@@ -173,7 +173,10 @@ class CatchAllMiddleware:
                 scrub("".join(traceback.format_exception(exc))),
             )
             if started:
-                raise  # the response is half sent: nothing better can be done
+                # The status line is sent (a streamed list, tdsync.api.streaming): ending
+                # without the last body message makes the server close the connection, so the
+                # client sees a cut answer, and nothing prints the raw traceback.
+                return
             response = JSONResponse(
                 {
                     "error_code": "internal_error",
