@@ -11,14 +11,19 @@ client sees a cut body (an incomplete chunked transfer), never complete-looking 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from tdsync.credentials import scrub
 from tdsync.description_json import json_array_chunks
-from tdsync.store import CatalogueStore, storage_errors
+from tdsync.errors import TdsyncError
+from tdsync.store import STORE_FAILURES, CatalogueStore, storage_errors, storage_unavailable
+
+log = logging.getLogger("tdsync.api")
 
 # Documents per store round trip: a few MB of the API's memory at most, and few enough round
 # trips (50 for 100,000 rows) that they cost nothing next to the reading itself.
@@ -32,7 +37,7 @@ async def streamed_descriptions(
     streamed JSON array, byte for byte what `list[TableDescription]` serializes to."""
     first, rest = await run_in_threadpool(_start, store, connection_id, filters)
     return StreamingResponse(
-        _chunks(first, rest), status_code=status_code, media_type="application/json"
+        _chunks(first, rest, connection_id), status_code=status_code, media_type="application/json"
     )
 
 
@@ -47,7 +52,26 @@ def _start(
     return first, chunks
 
 
-def _chunks(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+class AnswerCut(Exception):
+    """A streamed answer failed after its first byte (already logged): the server is to close
+    the connection (tdsync.api.errors.CatchAllMiddleware)."""
+
+
+def _chunks(first: bytes, rest: Iterator[bytes], connection_id: str) -> Iterator[bytes]:
     yield first
-    with storage_errors():
-        yield from rest
+    sent = len(first)
+    try:
+        for chunk in rest:
+            yield chunk
+            sent += len(chunk)
+    except Exception as exc:
+        error = storage_unavailable(exc) if isinstance(exc, STORE_FAILURES) else exc
+        what = f"[{error.error_code}] {error.message}" if isinstance(error, TdsyncError) else ""
+        log.error(
+            "the descriptions of connection %s were cut after %d bytes: %s %s",
+            connection_id,
+            sent,
+            what or type(exc).__name__,
+            scrub(str(getattr(error, "detail", None) or exc))[:300],
+        )
+        raise AnswerCut from None
