@@ -117,7 +117,9 @@ def unique_names(docs: list[dict]) -> list[dict]:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(docs=st.lists(stored_documents(), max_size=6).map(unique_names), refreshed=st.none() | moments)
+@given(
+    docs=st.lists(stored_documents(), max_size=6).map(unique_names), refreshed=st.none() | moments
+)
 def test_streamed_bytes_equal_the_models_serialization(docs: list[dict], refreshed):
     assert streamed(docs, refreshed) == encoded_before(docs, refreshed)
 
@@ -137,7 +139,7 @@ def test_documents_read_back_from_the_store_stream_as_before(store: CatalogueSto
         {
             **base,
             "schema_name": "main",
-            "table_name": "Zürich \"quoted\" \\ \n ✓ 𝔘",
+            "table_name": 'Zürich "quoted" \\ \n ✓ 𝔘',
             "status": "SCANNED",
             "description": "Bestellungen — ünïcödé",
             "table_schema": 'CREATE TABLE "x" (id INT)',
@@ -184,6 +186,6 @@ def test_documents_read_back_from_the_store_stream_as_before(store: CatalogueSto
     )
 
     assert streamed_bytes == encoded_before(stored, refreshed)
-    assert b"+00:00" in streamed_bytes and b"Z\"" not in streamed_bytes
+    assert b"+00:00" in streamed_bytes and b'Z"' not in streamed_bytes
     # The store sorts as Python did (by code point), and list_descriptions agrees.
     assert AS_BEFORE.dump_json(store.list_descriptions(connection.id)) == streamed_bytes
