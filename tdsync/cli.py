@@ -111,6 +111,17 @@ def _parser() -> argparse.ArgumentParser:
         help="confirm SCHEMA is empty now: deprecate its tables instead of failing with "
         "empty_database (repeatable; this refresh only)",
     )
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--all",
+        action="store_true",
+        help="print every table, one line each (default: what changed and at most a screenful)",
+    )
+    shown.add_argument(
+        "--json",
+        action="store_true",
+        help="write the connection's table descriptions as one JSON array, as the API answers",
+    )
 
     p = command(
         "scan", _scan, "Scan a connection's tables: columns, keys, categories, samples, DDL."
@@ -197,23 +208,17 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _refresh(args: argparse.Namespace) -> None:
-    store = _store(args)
-    conn = store.get_connection(args.connection)  # before importing Dagster: fast errors
+    from tdsync.cli_refresh import refresh_and_print
 
-    from tdsync import runs
-    from tdsync.demo import print_catalogue
-
-    with console.status(
-        f"refreshing [cyan]{conn.alias}[/] through the refresh_table_descriptions job…"
-    ):
-        summary = runs.refresh(
-            conn.id,
-            trigger="cli",
-            allow_empty_schemas=args.allow_empty_schemas,
-            settings=args.settings,
-        )
-    console.print(", ".join(f"{k} {v}" for k, v in summary.items()))
-    print_catalogue(console, store, conn.id)
+    refresh_and_print(
+        console,
+        err_console,
+        _store(args),
+        args.connection,
+        allow_empty_schemas=args.allow_empty_schemas,
+        show="json" if args.json else "all" if args.all else "screen",
+        settings=args.settings,
+    )
 
 
 def _scan(args: argparse.Namespace) -> None:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from tdsync import runs
 from tdsync.catalogue import shared_store
+from tdsync.cli_refresh import SUMMARY_LINE
 from tdsync.config import Settings, settings_or_env
 from tdsync.errors import ConnectionNotFound
 from tdsync.models import Status
@@ -167,7 +168,7 @@ def _refresh(
     elapsed = time.perf_counter() - started
     console.print(
         f"refresh: {elapsed:.2f} s, {trips.count - before} store round trips; "
-        + ", ".join(f"{k} {v}" for k, v in summary.items())
+        + ", ".join(f"{k} {summary[k]}" for k in SUMMARY_LINE if k in summary)
     )
     print_catalogue(console, store, connection_id)
 

@@ -47,6 +47,7 @@ from tdsync.defs.refresh_job import (
 from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
 from tdsync.deployment import deployment
 from tdsync.errors import ConnectionBusy, TdsyncError, ValidationFailed, error_from_code
+from tdsync.models import Status
 from tdsync.scan import progress as scan_progress
 from tdsync.scan.progress import ProgressCallback
 
@@ -283,10 +284,12 @@ def refresh(
     trigger: str,
     allow_empty_schemas: list[str] | None = None,
     dagster_instance: dg.DagsterInstance | None = None,
+    run_id: str | None = None,
     settings: Settings | None = None,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Refresh one connection: materialize its `table_descriptions` partition; returns the
-    refresh's summary (what it added, deprecated, restored, ...).
+    refresh's summary (what it added, deprecated, restored, ..., the counts by status after it
+    and the names of what changed, at most 50 of each kind). `run_id` names the run it starts.
 
     While another refresh of the connection runs (or is queued), this waits for it and returns its
     summary rather than listing the same tables again a moment later; unless schemas are confirmed
@@ -295,7 +298,7 @@ def refresh(
     settings = settings_or_env(settings)
     store = shared_store(settings)
     dagster_instance = dagster_instance or instance(settings)
-    run_id = str(uuid.uuid4())
+    run_id = run_id or str(uuid.uuid4())
     if deployment() != "local":
         # The instance's run records say whether a refresh of the connection is in flight.
         running = (
@@ -330,7 +333,18 @@ def refresh(
     return refresh_summary(dagster_instance, run_id)
 
 
-def refresh_summary(dagster_instance: dg.DagsterInstance, run_id: str) -> dict[str, int]:
+# Beside the summary's counts: the counts by status after the refresh, and what changed by name.
+REPORT_FIELDS = (
+    *SUMMARY_FIELDS,
+    *(status.value for status in Status),
+    "total",
+    "added_tables",
+    "deprecated_tables",
+    "restored_tables",
+)
+
+
+def refresh_summary(dagster_instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
     """A refresh run's summary, from the materialization it recorded."""
     for record in dagster_instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
@@ -338,7 +352,7 @@ def refresh_summary(dagster_instance: dg.DagsterInstance, run_id: str) -> dict[s
         materialization = record.asset_materialization
         if materialization is not None and materialization.asset_key == TABLE_DESCRIPTIONS:
             metadata = materialization.metadata
-            return {k: metadata[k].value for k in SUMMARY_FIELDS if k in metadata}
+            return {k: metadata[k].value for k in REPORT_FIELDS if k in metadata}
     return {}
 
 

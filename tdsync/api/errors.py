@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tdsync.api.streaming import AnswerCut
 from tdsync.credentials import scrub
 from tdsync.errors import TdsyncError, ValidationFailed
 from tdsync.models import plain_json
@@ -165,6 +166,11 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except AnswerCut:
+            # A streamed list whose store failed after its first byte (logged where it
+            # failed): ending without the last body message makes the server close the
+            # connection, so the client sees a cut answer, never complete-looking JSON.
+            return
         except Exception as exc:
             log.error(
                 "unexpected error on %s %s: %s",
@@ -173,7 +179,7 @@ class CatchAllMiddleware:
                 scrub("".join(traceback.format_exception(exc))),
             )
             if started:
-                raise  # the response is half sent: nothing better can be done
+                return  # half sent: the server closes the connection (no raw traceback)
             response = JSONResponse(
                 {
                     "error_code": "internal_error",

@@ -13,6 +13,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import InsertOne, ReturnDocument, UpdateOne
+from pymongo.cursor import Cursor
 from pymongo.errors import BulkWriteError
 
 from tdsync.errors import TableDescriptionNotFound, ValidationFailed
@@ -157,6 +158,28 @@ class DescriptionsMixin(StoreBase):
         status: Status | None = None,
     ) -> list[TableDescription]:
         """A connection's descriptions sorted by (schema_name, table_name)."""
+        refreshed = self._refreshed_at(connection_id)
+        docs = self.description_docs(
+            connection_id, schema_name=schema_name, table_name=table_name, status=status
+        )
+        with storage_errors():
+            return [_with_refresh_time(TableDescription.from_doc(d), refreshed) for d in docs]
+
+    def description_docs(
+        self,
+        connection_id: str,
+        *,
+        schema_name: str | None = None,
+        table_name: str | None = None,
+        status: Status | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+        batch_size: int = 100_000,
+    ) -> Cursor:
+        """A connection's stored descriptions as a cursor (read as it is iterated; a failure
+        surfaces then, as a driver error), sorted by (schema_name, table_name); a page (`limit`
+        rows after the id `after`) is in id order, which a table renamed or added meanwhile
+        does not disturb."""
         query: dict[str, Any] = {"db_connection_id": connection_id}
         # Empty filters are no filters: the Dataherald service always sends `table_name=`.
         if schema_name:
@@ -170,10 +193,20 @@ class DescriptionsMixin(StoreBase):
                 }
         if status is not None:
             query["status"] = Status(status).value
-        refreshed = self._refreshed_at(connection_id)
+        paged = limit is not None or after is not None
+        if after is not None:
+            query = {"$and": [query, {"_id": {"$gt": object_id(after)}}]}
+        order = [("_id", 1)] if paged else [("schema_name", 1), ("table_name", 1)]
         with storage_errors():
-            docs = self.descriptions.find(query, {"scan_lease_expires_at": 0}, batch_size=100_000)
-            return _described(docs, refreshed)
+            cursor = self.descriptions.find(
+                query, {"scan_lease_expires_at": 0}, sort=order, batch_size=batch_size
+            )
+            return cursor.limit(limit) if limit is not None else cursor
+
+    def refreshed_at(self, connection_id: str) -> datetime | None:
+        """The connection's last successful refresh, the `last_refreshed_at` of each of its
+        rows that is not DEPRECATED (read it before the rows)."""
+        return self._refreshed_at(connection_id)
 
     def get_description(self, description_id: str) -> TableDescription:
         with storage_errors():

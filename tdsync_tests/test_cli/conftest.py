@@ -15,10 +15,12 @@ TDSYNC = str(Path(sys.executable).parent / "tdsync")
 def tdsync(tdsync_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
     """Run `tdsync ARGS…` in a subprocess with the isolated test environment."""
 
-    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [TDSYNC, *args],
-            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -4,23 +4,27 @@
 instance (tagged `tdsync/trigger=webhook`) and answers 201 with the connection's full list once
 the run has finished. Concurrent refreshes of one connection share one run (tdsync.runs.refresh
 joins a refresh of the connection in flight, in any process).
+
+Both lists are streamed (tdsync.api.streaming): written as they are read from the store.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from tdsync import runs
-from tdsync.api.deps import ApiState, State, Store, path_id
+from tdsync.api.deps import State, Store, path_id
 from tdsync.api.errors import error_responses
 from tdsync.api.schemas import OBJECT_ID_PATTERN, DescriptionUpdate, IdInPath, RefreshRequest
+from tdsync.api.streaming import streamed_descriptions
 from tdsync.models import Status, TableDescription
 from tdsync.scan.launch import WEBHOOK_TRIGGER
 
 router = APIRouter(prefix="/table-descriptions", tags=["table descriptions"])
+PAGE_MAX = 10_000
 
 
 @router.post(
@@ -30,26 +34,22 @@ router = APIRouter(prefix="/table-descriptions", tags=["table descriptions"])
     responses=error_responses(400, 404, 409),
     summary="Refresh a connection's table descriptions (Dataherald-compatible)",
 )
-async def refresh_table_descriptions(body: RefreshRequest, state: State) -> list[TableDescription]:
+async def refresh_table_descriptions(body: RefreshRequest, state: State) -> Response:
     # 404 for an unknown connection before any run is started. Off the event loop: opening the
     # store may wait out a server-selection timeout.
     connection = await run_in_threadpool(
         lambda: state.store().get_connection(body.db_connection_id)
     )
     allow_empty = sorted(set(body.allow_empty_schemas or []))
-    return await run_in_threadpool(_refresh, state, connection.id, allow_empty)
-
-
-def _refresh(
-    state: ApiState, connection_id: str, allow_empty_schemas: list[str]
-) -> list[TableDescription]:
-    runs.refresh(
-        connection_id,
-        trigger=WEBHOOK_TRIGGER,
-        allow_empty_schemas=allow_empty_schemas or None,
-        settings=state.settings,
+    await run_in_threadpool(
+        lambda: runs.refresh(
+            connection.id,
+            trigger=WEBHOOK_TRIGGER,
+            allow_empty_schemas=allow_empty or None,
+            settings=state.settings,
+        )
     )
-    return state.store().list_descriptions(connection_id)
+    return await streamed_descriptions(state.store(), connection.id, status_code=201)
 
 
 @router.get(
@@ -57,17 +57,50 @@ def _refresh(
     response_model=list[TableDescription],
     responses=error_responses(404),
     summary="List a connection's table descriptions, sorted by schema and table name",
+    description=(
+        "Every description of the connection, sorted by (schema_name, table_name), or one page "
+        "of them with `limit` and `after`. The answer is streamed: should the store fail once it "
+        "has started, the connection is closed before the closing `]`."
+    ),
 )
-def list_table_descriptions(
+async def list_table_descriptions(
     store: Store,
     db_connection_id: Annotated[str, Query(pattern=OBJECT_ID_PATTERN)],
     schema_name: str | None = None,
     table_name: str | None = None,
     status: Status | None = None,
-) -> list[TableDescription]:
-    connection = store.get_connection(db_connection_id)
-    return store.list_descriptions(
-        connection.id, schema_name=schema_name, table_name=table_name, status=status
+    limit: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=PAGE_MAX,
+            description=(
+                f"A page of at most this many descriptions (1 to {PAGE_MAX:,}), in id order "
+                "rather than by name. Without `limit` and `after`: every description, sorted "
+                "by schema and table name."
+            ),
+        ),
+    ] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            pattern=OBJECT_ID_PATTERN,
+            description=(
+                "The `id` of the last description of the previous page: the page starts after "
+                "it (id order; a table renamed or added meanwhile is neither skipped nor repeated)."
+            ),
+        ),
+    ] = None,
+) -> Response:
+    connection = await run_in_threadpool(store.get_connection, db_connection_id)
+    return await streamed_descriptions(
+        store,
+        connection.id,
+        schema_name=schema_name,
+        table_name=table_name,
+        status=status,
+        limit=limit,
+        after=after,
     )
 
 
