@@ -6,6 +6,7 @@ slightly stale read can never undo what a concurrent refresh or scan wrote.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
@@ -62,6 +63,21 @@ class Rename:
 
 
 @dataclass(frozen=True)
+class CatalogueSnapshot:
+    """What a refresh knows of a connection's catalogue once its plan is written (issue 18).
+
+    Valid while the catalogue's version is still `version`: every write that changes a
+    description's key, status or kind bumps the version (tdsync.store.versions), so a refresh that
+    finds the same version and the same listing knows its plan is empty without reading a row.
+    """
+
+    version: int  # the catalogue version the refresh read (its own bump counted)
+    listing: str  # listing_digest of the live listing it was computed from
+    statuses: dict[str, int]  # descriptions per status
+    lease_expires_first: datetime | None  # earliest scan lease of a SYNCHRONIZING row
+
+
+@dataclass(frozen=True)
 class RefreshPlan:
     inserts: list[LiveTable] = field(default_factory=list)
     deprecations: list[StoredTable] = field(default_factory=list)
@@ -75,6 +91,8 @@ class RefreshPlan:
     # How many descriptions of the connection have each status once the plan is written (as of
     # the read it was computed from): for reporting, without counting them in the store again.
     statuses_after: dict[str, int] = field(default_factory=dict)
+    # What the catalogue holds once the plan is written (None: nothing to record).
+    snapshot: CatalogueSnapshot | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -229,3 +247,54 @@ def plan_renames(plan: RefreshPlan, fingerprints: dict[tuple[str, str], str]) ->
         fingerprints={k: v for k, v in fingerprints.items() if k not in taken},
         statuses_after={status: n for status, n in after.items() if n},
     )
+
+
+def listing_digest(listing: Listing) -> str:
+    """A digest of everything in a listing that a plan depends on: schemas, names and kinds."""
+    lines = sorted(
+        f"{schema}\x00{'-' if tables is None else len(tables)}"
+        for schema, tables in listing.schemas.items()
+    )
+    lines += sorted(
+        f"{t.schema_name}\x00{t.table_name}\x00{t.table_type.value}"
+        for tables in listing.schemas.values()
+        for t in tables or []
+    )
+    return hashlib.sha256("\x01".join(lines).encode()).hexdigest()
+
+
+def plan_from_snapshot(
+    snapshot: CatalogueSnapshot | None, version: int, digest: str, now: datetime
+) -> RefreshPlan | None:
+    """The (empty) plan when `snapshot` proves the catalogue unchanged: it holds at the version
+    before this refresh's own bump (`version`: after it), the live listing is the one it was
+    computed from, and no scan lease has run out since. None: read the catalogue, plan from it."""
+    if snapshot is None or snapshot.version != version - 1 or snapshot.listing != digest:
+        return None  # not proven: another writer bumped the version, or the listing changed
+    if snapshot.lease_expires_first is not None and snapshot.lease_expires_first <= now:
+        return None  # a scan's lease ran out: the full read finds and expires it
+    return RefreshPlan(
+        unchanged=sum(snapshot.statuses.values()),
+        statuses_after=dict(snapshot.statuses),
+        snapshot=replace(snapshot, version=version),  # recorded again at this version
+    )
+
+
+def with_snapshot(
+    plan: RefreshPlan, stored: list[StoredTable], version: int, digest: str
+) -> RefreshPlan:
+    """The plan, with what the catalogue holds once it is written (`stored`: the rows it was
+    planned from, read after the refresh bumped the catalogue version to `version`)."""
+    expired = {row.id for row in plan.expired_leases}
+    leases = [
+        row.lease_expires_at
+        for row in stored
+        if row.status == Status.SYNCHRONIZING and row.id not in expired and row.lease_expires_at
+    ]
+    snapshot = CatalogueSnapshot(
+        version=version,
+        listing=digest,
+        statuses=dict(plan.statuses_after),
+        lease_expires_first=min(leases, default=None),
+    )
+    return replace(plan, snapshot=snapshot)

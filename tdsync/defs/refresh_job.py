@@ -21,7 +21,15 @@ from tdsync.defs.leases import (
 from tdsync.defs.partitions import CONNECTIONS, connection_for_partition
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
 from tdsync.models import utcnow
-from tdsync.refresh import Listing, RefreshPlan, plan_refresh, plan_renames
+from tdsync.refresh import (
+    Listing,
+    RefreshPlan,
+    listing_digest,
+    plan_from_snapshot,
+    plan_refresh,
+    plan_renames,
+    with_snapshot,
+)
 
 CONNECTION_TAG = "tdsync/db_connection_id"
 TRIGGER_TAG = "tdsync/trigger"
@@ -70,12 +78,8 @@ def list_live_tables(
     sources: SourceDatabasesResource,
 ) -> Listing:
     with failures_as_dagster(), gc_paused():
-        store = catalogue.get_store()
-        listing = sources.list_live(
-            connection_uri=store.connection_uri(connection.id),
-            schemas=connection.schemas,
-            ssh=store.ssh_settings(connection.id),
-        )
+        uri, ssh = catalogue.get_store().source_access(connection.id)
+        listing = sources.list_live(connection_uri=uri, schemas=connection.schemas, ssh=ssh)
     counts = {schema: len(tables or []) for schema, tables in listing.schemas.items()}
     context.log.info(f"live tables and views per schema: {counts}")
     return listing
@@ -103,22 +107,32 @@ def diff_against_catalogue(
     sources: SourceDatabasesResource,
 ) -> RefreshPlan:
     """The plan; new tables are fingerprinted (one catalog query per schema that has some), so
-    they are stored with their fingerprint and a vanished table among them is found renamed."""
+    they are stored with their fingerprint and a vanished table among them is found renamed.
+    A catalogue unchanged since the last refresh (same version, same listing) is not read at all
+    (tdsync.store.versions)."""
     with failures_as_dagster(), gc_paused():
         store = catalogue.get_store()
-        plan = plan_refresh(
-            store.stored_tables(connection.id),
-            listing,
-            utcnow(),
-            allow_empty_schemas=config.allow_empty_schemas,
-        )
-        if plan.inserts:
-            fingerprints = sources.fingerprint(
-                connection_uri=store.connection_uri(connection.id),
-                tables=[(t.schema_name, t.table_name) for t in plan.inserts],
-                ssh=store.ssh_settings(connection.id),
+        now = utcnow()
+        # The catalogue version first, then (unless it proves nothing changed) the rows.
+        version, known = store.catalogue_version(connection.id)
+        digest = listing_digest(listing)
+        plan = plan_from_snapshot(known, version, digest, now)
+        if plan is not None:
+            context.log.info("catalogue unchanged since its last refresh: no row read")
+        else:
+            stored = store.stored_tables(connection.id)
+            plan = plan_refresh(
+                stored, listing, now, allow_empty_schemas=config.allow_empty_schemas
             )
-            plan = plan_renames(plan, fingerprints)
+            if plan.inserts:
+                uri, ssh = store.source_access(connection.id)
+                fingerprints = sources.fingerprint(
+                    connection_uri=uri,
+                    tables=[(t.schema_name, t.table_name) for t in plan.inserts],
+                    ssh=ssh,
+                )
+                plan = plan_renames(plan, fingerprints)
+            plan = with_snapshot(plan, stored, version, digest)
     context.log.info(f"plan: {plan.summary()}")
     return plan
 

@@ -19,9 +19,10 @@ from tdsync.store.connections import ConnectionsMixin
 from tdsync.store.descriptions import DescriptionsMixin
 from tdsync.store.leases import LeasesMixin
 from tdsync.store.scans import ScansMixin
+from tdsync.store.versions import VersionsMixin
 
 
-class CatalogueStore(ConnectionsMixin, DescriptionsMixin, LeasesMixin, ScansMixin):
+class CatalogueStore(ConnectionsMixin, DescriptionsMixin, LeasesMixin, ScansMixin, VersionsMixin):
     """The catalogue in MongoDB. Open it with tdsync.catalogue (open_store, shared_store)."""
 
 

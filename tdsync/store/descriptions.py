@@ -27,7 +27,8 @@ from tdsync.models import (
 )
 from tdsync.refresh import RefreshPlan, StoredTable
 from tdsync.scan.merge import SCHEMA_CHANGES_KEPT
-from tdsync.store.base import DUPLICATE_KEY, StoreBase, lease_expired, object_id, storage_errors
+from tdsync.store.base import DUPLICATE_KEY, lease_expired, object_id, storage_errors
+from tdsync.store.versions import VersionsMixin
 
 _STORED_FIELDS = {
     "schema_name": 1,
@@ -39,7 +40,7 @@ _STORED_FIELDS = {
 }
 
 
-class DescriptionsMixin(StoreBase):
+class DescriptionsMixin(VersionsMixin):
     """What a refresh reads and writes, what the API lists, and people's edits."""
 
     def stored_tables(self, connection_id: str) -> list[StoredTable]:
@@ -65,7 +66,9 @@ class DescriptionsMixin(StoreBase):
         """Write a refresh plan in one unordered bulk write; returns how many documents changed.
 
         New tables are plain inserts (an insert costs SecantusDB a third of an upsert); one that a
-        concurrent refresh inserted first fails on the unique index and is left as it is."""
+        concurrent refresh inserted first fails on the unique index and is left as it is. The
+        catalogue version is bumped around the write, which records the plan's snapshot
+        (tdsync.store.versions) when nobody else wrote meanwhile."""
         ops: list[InsertOne | UpdateOne] = [
             InsertOne(
                 new_description_doc(
@@ -136,8 +139,9 @@ class DescriptionsMixin(StoreBase):
             for row in plan.expired_leases
         ]
         if not ops:
+            self.record_snapshot(connection_id, plan.snapshot)
             return 0
-        with storage_errors():
+        with storage_errors(), self.changing_catalogue(connection_id, then=plan.snapshot):
             try:
                 result = self.descriptions.bulk_write(ops, ordered=False)
                 return result.modified_count + result.inserted_count
