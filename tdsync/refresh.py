@@ -60,6 +60,8 @@ class Rename:
     stored: StoredTable
     table_name: str  # its new name, in the same schema
     fingerprint: str
+    # The new table's kind (a plan must leave nothing for the next one to change: idempotent).
+    table_type: TableType | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class CatalogueSnapshot:
     finds the same version and the same listing knows its plan is empty without reading a row.
     """
 
-    version: int  # the catalogue version the refresh read (its own bump counted)
+    version: str  # the catalogue version the refresh's read gave (tdsync.store.versions)
     listing: str  # listing_digest of the live listing it was computed from
     statuses: dict[str, int]  # descriptions per status
     lease_expires_first: datetime | None  # earliest scan lease of a SYNCHRONIZING row
@@ -227,7 +229,7 @@ def plan_renames(plan: RefreshPlan, fingerprints: dict[tuple[str, str], str]) ->
         if found is not None:
             new[(table.schema_name, found)].append(table)
     renames = [
-        Rename(rows[0], new[key][0].table_name, key[1])
+        Rename(rows[0], new[key][0].table_name, key[1], new[key][0].table_type)
         for key, rows in vanished.items()
         if len(rows) == 1 and len(new.get(key, [])) == 1
     ]
@@ -264,13 +266,14 @@ def listing_digest(listing: Listing) -> str:
 
 
 def plan_from_snapshot(
-    snapshot: CatalogueSnapshot | None, version: int, digest: str, now: datetime
+    snapshot: CatalogueSnapshot | None, version: str, digest: str, now: datetime
 ) -> RefreshPlan | None:
-    """The (empty) plan when `snapshot` proves the catalogue unchanged: it holds at the version
-    before this refresh's own bump (`version`: after it), the live listing is the one it was
-    computed from, and no scan lease has run out since. None: read the catalogue, plan from it."""
-    if snapshot is None or snapshot.version != version - 1 or snapshot.listing != digest:
-        return None  # not proven: another writer bumped the version, or the listing changed
+    """The (empty) plan when `snapshot` (the last refresh's, still holding: nobody wrote since)
+    proves the catalogue unchanged: the live listing is the one it was computed from, and no
+    scan lease has run out since. None: read the catalogue and plan from it. `version` is the
+    one this refresh's read gave, at which the snapshot is recorded again."""
+    if snapshot is None or snapshot.listing != digest:
+        return None
     if snapshot.lease_expires_first is not None and snapshot.lease_expires_first <= now:
         return None  # a scan's lease ran out: the full read finds and expires it
     return RefreshPlan(
@@ -281,10 +284,10 @@ def plan_from_snapshot(
 
 
 def with_snapshot(
-    plan: RefreshPlan, stored: list[StoredTable], version: int, digest: str
+    plan: RefreshPlan, stored: list[StoredTable], version: str, digest: str
 ) -> RefreshPlan:
     """The plan, with what the catalogue holds once it is written (`stored`: the rows it was
-    planned from, read after the refresh bumped the catalogue version to `version`)."""
+    planned from, read after the refresh gave the catalogue version `version`)."""
     expired = {row.id for row in plan.expired_leases}
     leases = [
         row.lease_expires_at

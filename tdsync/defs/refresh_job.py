@@ -20,16 +20,9 @@ from tdsync.defs.leases import (
 )
 from tdsync.defs.partitions import CONNECTIONS, connection_for_partition
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
+from tdsync.diff import plan_against_catalogue
 from tdsync.models import utcnow
-from tdsync.refresh import (
-    Listing,
-    RefreshPlan,
-    listing_digest,
-    plan_from_snapshot,
-    plan_refresh,
-    plan_renames,
-    with_snapshot,
-)
+from tdsync.refresh import Listing, RefreshPlan
 
 CONNECTION_TAG = "tdsync/db_connection_id"
 TRIGGER_TAG = "tdsync/trigger"
@@ -112,27 +105,19 @@ def diff_against_catalogue(
     (tdsync.store.versions)."""
     with failures_as_dagster(), gc_paused():
         store = catalogue.get_store()
-        now = utcnow()
-        # The catalogue version first, then (unless it proves nothing changed) the rows.
-        version, known = store.catalogue_version(connection.id)
-        digest = listing_digest(listing)
-        plan = plan_from_snapshot(known, version, digest, now)
-        if plan is not None:
-            context.log.info("catalogue unchanged since its last refresh: no row read")
-        else:
-            stored = store.stored_tables(connection.id)
-            plan = plan_refresh(
-                stored, listing, now, allow_empty_schemas=config.allow_empty_schemas
-            )
-            if plan.inserts:
-                uri, ssh = store.source_access(connection.id)
-                fingerprints = sources.fingerprint(
-                    connection_uri=uri,
-                    tables=[(t.schema_name, t.table_name) for t in plan.inserts],
-                    ssh=ssh,
-                )
-                plan = plan_renames(plan, fingerprints)
-            plan = with_snapshot(plan, stored, version, digest)
+
+        def fingerprint(tables: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+            uri, ssh = store.source_access(connection.id)
+            return sources.fingerprint(connection_uri=uri, tables=tables, ssh=ssh)
+
+        plan = plan_against_catalogue(
+            store,
+            connection.id,
+            listing,
+            utcnow(),
+            fingerprint=fingerprint,
+            allow_empty_schemas=config.allow_empty_schemas,
+        )
     context.log.info(f"plan: {plan.summary()}")
     return plan
 

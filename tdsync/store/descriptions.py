@@ -96,6 +96,9 @@ class DescriptionsMixin(VersionsMixin):
                             "table_name": rename.table_name,
                             "fingerprint": rename.fingerprint,
                             "last_refreshed_at": now,
+                            **(
+                                {"table_type": rename.table_type.value} if rename.table_type else {}
+                            ),
                         },
                         "$push": {
                             "schema_changes": {
