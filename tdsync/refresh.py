@@ -48,6 +48,32 @@ class Listing:
 
     schemas: dict[str, list[LiveTable] | None]
 
+    def __reduce__(self):
+        # Dagster's IO manager pickles op outputs. 100,000 LiveTables took 0.25 s to dump and
+        # 0.4 s to load; two lists of strings per schema (names, kinds) take 0.01 s and 0.15 s.
+        packed = {
+            schema: None
+            if tables is None
+            else ([t.table_name for t in tables], [t.table_type.value for t in tables])
+            for schema, tables in self.schemas.items()
+        }
+        return (_unpacked_listing, (packed,))
+
+
+def _unpacked_listing(packed: dict[str, tuple[list[str], list[str]] | None]) -> Listing:
+    kinds = {kind.value: kind for kind in TableType}
+    return Listing(
+        {
+            schema: None
+            if lists is None
+            else [
+                LiveTable(schema, name, kinds[kind])
+                for name, kind in zip(lists[0], lists[1], strict=True)
+            ]
+            for schema, lists in packed.items()
+        }
+    )
+
 
 @dataclass(frozen=True)
 class Restore:
