@@ -132,7 +132,7 @@ def write_statuses(
     """Apply the plan; the materialization's metadata is the refresh's summary (counts by status
     after it, what it added, deprecated and restored), which the API and CLI read back."""
     now = utcnow()
-    with failures_as_dagster():
+    with failures_as_dagster(), gc_paused():  # 100,000 inserts: 2 s in the collector
         store = catalogue.get_store()
         written = store.apply_refresh(connection.id, plan, now)
         store.mark_refreshed(connection.id, now)
