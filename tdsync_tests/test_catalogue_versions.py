@@ -8,6 +8,7 @@ refresh, the plan the cheap path gives must be exactly the plan a full read of t
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -158,7 +159,7 @@ def _column() -> ColumnDescription:
 
 
 @settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("TDSYNC_PROPERTY_EXAMPLES", "60")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -239,7 +239,7 @@ class ScansMixin(VersionsMixin):
         saved = SavedScans()
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as stored: milliseconds
         connections = sorted({scan.target.db_connection_id for scan in scans})
-        with self.changing_catalogue(*connections):
+        with self.changing_catalogue(*connections, before=False):
             for chunk in _chunked(scans):
                 self._save_scan_chunk(run_id, chunk, now, saved)
         return saved

@@ -3,7 +3,8 @@
 One small document per connection, `{_id: connection id, version, refreshed}`. Every write that
 can change a description's key, status or kind (a refresh's plan, a scan's claim and settling,
 expired leases, failed scans) gives `version` a new value (a "bump") before it writes and again
-after, even when it fails; a refresh's read of this document is its bump before. A refresh
+after, even when it fails (a scan saving the rows it holds: after only, see
+`changing_catalogue`); a refresh's read of this document is its bump before. A refresh
 records what its plan leaves (`refreshed`, a CatalogueSnapshot) only if the version is still the
 one its read gave, i.e. nobody else wrote between its read and its writes. The next refresh reads
 (and bumps) this one document: a snapshot at the version it replaced, the same live listing and
@@ -45,12 +46,18 @@ class VersionsMixin(StoreBase):
 
     @contextmanager
     def changing_catalogue(
-        self, *connection_ids: str, then: CatalogueSnapshot | None = None
+        self, *connection_ids: str, then: CatalogueSnapshot | None = None, before: bool = True
     ) -> Iterator[None]:
         """Give these connections' catalogues a new version before and after a write of their
         descriptions. With `then`, a refresh's snapshot (its read gave the version before), the
-        version after also records it, if nobody else wrote since that read."""
-        if then is None:
+        version after also records it, if nobody else wrote since that read.
+
+        `before=False` is for a write that only settles rows a scan holds (SYNCHRONIZING ->
+        SCANNED or FAILED): a snapshot that still shows them SYNCHRONIZING plans nothing else and
+        keeps their lease expiry, past which the next refresh reads in full anyway; only its counts
+        by status would be stale, and the bump after makes it stale. This saves a round trip per
+        saved batch (200 for a scan of 10,000 tables)."""
+        if then is None and before:
             self._bump(connection_ids)
         succeeded = False
         try:
