@@ -217,10 +217,10 @@ class DescriptionsMixin(VersionsMixin):
         if after is not None:
             query = {"$and": [query, {"_id": {"$gt": object_id(after)}}]}
         order = [("_id", 1)] if paged else [("schema_name", 1), ("table_name", 1)]
+        # Whole documents (the readers pick their fields): SecantusDB applies a projection to
+        # each document in Python, which took 100,000 sorted rows from 6.5-7.0 s to 9.7-10.0 s.
         with storage_errors():
-            cursor = self.descriptions.find(
-                query, {"scan_lease_expires_at": 0}, sort=order, batch_size=batch_size
-            )
+            cursor = self.descriptions.find(query, sort=order, batch_size=batch_size)
             return cursor.limit(limit) if limit is not None else cursor
 
     def refreshed_at(self, connection_id: str) -> datetime | None:
