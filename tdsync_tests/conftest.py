@@ -131,11 +131,12 @@ def silent_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-@pytest.fixture
-def source_settings(tmp_path: Path) -> Settings:
-    """Settings for a test that reads source databases and no catalogue: tdsync's state under
-    the test's temporary folder (a source there is refused), no store server needed."""
-    return Settings(home=tmp_path / "tdsync-home")
+@pytest.fixture(scope="session")
+def source_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for tests that read source databases and no catalogue: tdsync's state in a
+    temporary folder (a source there is refused), no store server needed."""
+    root = tmp_path_factory.mktemp("tdsync-state")
+    return Settings(home=root / "home", dagster_home=root / "dagster")
 
 
 @pytest.fixture
