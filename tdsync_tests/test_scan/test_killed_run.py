@@ -20,9 +20,10 @@ CHILD = textwrap.dedent(
     """
     import sys
     from tdsync import leases, runs
+    from tdsync.config import Settings
     # Stands in for the time a dead holder's connection lease takes to expire (two minutes).
     leases.LEASE_TTL_S = 1.0
-    runs.scan(sys.argv[1], trigger="cli")
+    runs.scan(sys.argv[1], trigger="cli", settings=Settings.from_env())
     """
 )
 

@@ -80,7 +80,7 @@ def client(tdsync_env: dict[str, str], settings: Settings) -> Iterator[TestClien
 
 
 def test_sync_schemas_claims_the_others_when_one_row_cannot_even_be_claimed(
-    client: TestClient, store: CatalogueStore, shop: str
+    client: TestClient, store: CatalogueStore, shop: str, settings: Settings
 ):
     fill_description(store, shop, "customers", room=40)  # not even the run id fits
 
@@ -89,7 +89,11 @@ def test_sync_schemas_claims_the_others_when_one_row_cannot_even_be_claimed(
     assert response.status_code == 201, response.text
     claimed = [d["table_name"] for d in response.json()]
     assert "customers" not in claimed and len(claimed) == 4
-    until(lambda: scan_finished(store, shop), "the scan has settled its rows", poll_s=0.1)
+    until(
+        lambda: scan_finished(store, shop, settings=settings),
+        "the scan has settled its rows",
+        poll_s=0.1,
+    )
     rows = statuses(store, shop)
     assert rows.pop("customers")[0] == Status.FAILED
     assert set(rows.values()) == {(Status.SCANNED, None)}
