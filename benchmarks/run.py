@@ -57,6 +57,13 @@ HTTP_RATIO_TARGET = 3.0
 SCAN_METADATA_TARGET_S = 15.0
 SCAN_FULL_TARGET_S = 120.0
 PEAK_MB_TARGET = 500.0
+# Issue 18: one connection of 100,000 tables.
+BIG_WARM_TARGET_S = 2.0
+BIG_HTTP_TARGET_S = 10.0
+BIG_LIST_TARGET_S = 8.0
+BIG_API_PEAK_MB = 400.0
+BIG_CLI_TARGET_S = 10.0
+BIG_CLI_PEAK_MB = 300.0
 
 
 # Scan job options. Metadata: columns, keys and DDL; no example rows, and no column is a category
@@ -420,6 +427,109 @@ class Bench:
                     sources_data.pg_drop_column([(s, t)], mark)
                 self.client.drop_database(db)
 
+    # -- issue 18: 100,000 tables in one connection ------------------------------------------
+
+    def big_refresh(self, big_uri: str) -> None:
+        """The refresh job cold and warm on 100,000 tables (and warm once the version document is
+        gone: the full read it falls back to); then, on the last catalogue, the warm refresh over
+        HTTP, the list route and `tdsync refresh` as a subprocess."""
+        schemas = sources_data.big_schemas()
+        tables = sources_data.BIG_SCHEMAS * sources_data.BIG_TABLES_PER_SCHEMA
+        db = ""
+        for k in range(self.args.runs):
+            if db:
+                self.client.drop_database(db)
+            db = f"bench_big_{k}"
+            self.client.drop_database(db)
+            conn = self.store(db).add_connection(
+                alias="big", connection_uri=big_uri, schemas=schemas
+            )
+            for scenario in ("refresh cold", "refresh warm", "refresh warm, again"):
+                run = self.worker("refresh", db, conn.id, big_uri)
+                self.record(
+                    source="postgresql", tables=tables, scenario=scenario, impl="tdsync", run=run
+                )
+            self.client[db]["catalogue_versions"].delete_many({})
+            run = self.worker("refresh", db, conn.id, big_uri)
+            self.record(
+                source="postgresql",
+                tables=tables,
+                scenario="refresh warm, full read (no version document)",
+                impl="tdsync",
+                run=run,
+            )
+        try:
+            self.big_http(db, conn.id, tables)
+            self.big_cli(db, tables)
+        finally:
+            self.client.drop_database(db)
+
+    def big_http(self, db: str, connection_id: str, tables: int) -> None:
+        port = _free_port()
+        log = open(self.workdir / "api-big.log", "wb")  # noqa: SIM115  (closed with the server)
+        server = subprocess.Popen(
+            [sys.executable, str(HERE / "api_server.py"), str(port)],
+            env={**os.environ, **self.env(db)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=1800) as http:
+                _wait_for(http, server)
+                calls = {
+                    "refresh warm (POST, whole answer)": lambda: _http_call(
+                        http, server.pid, "/api/v1/table-descriptions/refresh", connection_id
+                    ),
+                    "list (GET, whole answer)": lambda: _http_list(http, server.pid, connection_id),
+                }
+                for scenario, call in calls.items():
+                    for _ in range(self.args.runs):
+                        try:
+                            run = call()
+                        except (httpx.HTTPError, OSError) as exc:
+                            console.log(f"[red]HTTP {scenario} failed[/]: {exc}")
+                            self.failures.append({"kind": f"http {scenario}", "error": str(exc)})
+                            run = None
+                        self.record(
+                            source="http", tables=tables, scenario=scenario, impl="tdsync", run=run
+                        )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            log.close()
+
+    def big_cli(self, db: str, tables: int) -> None:
+        """`tdsync refresh big` as a person runs it: wall time and peak memory of the process
+        (/usr/bin/time -v), its output discarded."""
+        tdsync = Path(sys.executable).with_name("tdsync")
+        for _ in range(self.args.runs):
+            started = time.perf_counter()
+            proc = subprocess.run(
+                ["/usr/bin/time", "-v", str(tdsync), "refresh", "big"],
+                env={**os.environ, **self.env(db)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=1800,
+            )
+            wall = time.perf_counter() - started
+            if proc.returncode != 0:
+                console.log(f"[red]tdsync refresh failed[/]:\n{proc.stderr[-2000:]}")
+                self.failures.append({"kind": "cli refresh", "stderr": proc.stderr[-5000:]})
+                continue
+            peak = next(
+                int(line.split(":")[1]) / 1024
+                for line in proc.stderr.splitlines()
+                if "Maximum resident set size" in line
+            )
+            self.record(
+                source="cli",
+                tables=tables,
+                scenario="tdsync refresh (warm)",
+                impl="tdsync",
+                run=_uncounted(wall, peak),
+            )
+
     # -- report -----------------------------------------------------------------------------
 
     def summarise(self) -> list[dict[str, Any]]:
@@ -569,6 +679,43 @@ def _http_call(http: httpx.Client, pid: int, path: str, connection_id: str) -> d
     }
 
 
+def _http_list(http: httpx.Client, pid: int, connection_id: str) -> dict[str, Any]:
+    """GET /api/v1/table-descriptions?db_connection_id=…, the whole answer read."""
+    http.post("/_bench/counters/reset").raise_for_status()
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    rss_before = _proc_mb(pid, "VmRSS")
+    started = time.perf_counter()
+    response = http.get("/api/v1/table-descriptions", params={"db_connection_id": connection_id})
+    wall = time.perf_counter() - started
+    response.raise_for_status()
+    counts = http.get("/_bench/counters").json()
+    return {
+        "wall_s": wall,
+        **counts,
+        "rss_before_mb": rss_before,
+        "peak_rss_mb": _proc_mb(pid, "VmHWM"),
+        "load_1m": os.getloadavg()[0],
+        "output": len(response.content),
+    }
+
+
+def _uncounted(wall: float, peak_mb: float) -> dict[str, Any]:
+    """A measurement of a whole process (the CLI): no probes inside it, so no counts."""
+    return {
+        "wall_s": wall,
+        "statements": 0,
+        "dagster_statements": 0,
+        "round_trips": 0,
+        "description_writes": 0,
+        "store_writes": 0,
+        "gc_s": 0.0,
+        "rss_before_mb": 0.0,
+        "peak_rss_mb": peak_mb,
+        "load_1m": os.getloadavg()[0],
+        "output": None,
+    }
+
+
 def _load(row: dict[str, Any]) -> str:
     loads = [x for impl in ("tdsync", "baseline") if impl in row for x in row[impl]["load_1m"]]
     return f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
@@ -588,6 +735,8 @@ def target_of(row: dict[str, Any]) -> tuple[str, bool]:
     median, peak = td["wall_median_s"], td["peak_rss_mb"]
     scenario, tables = row["scenario"], row["tables"]
     memory_ok = peak <= PEAK_MB_TARGET
+    if tables == 100_000:
+        return _big_target(row["source"], scenario, median, peak)
     if row["source"] == "postgresql" and tables == 10_000:
         if scenario == "refresh warm":
             return (
@@ -607,6 +756,22 @@ def target_of(row: dict[str, Any]) -> tuple[str, bool]:
         return f"≤{PEAK_MB_TARGET:.0f}MB", memory_ok
     if row["source"] == "http" and scenario == "refresh warm" and "ratio" in row:
         return f"≥{HTTP_RATIO_TARGET}x baseline", row["ratio"] >= HTTP_RATIO_TARGET
+    return "", False
+
+
+def _big_target(source: str, scenario: str, median: float, peak: float) -> tuple[str, bool]:
+    """Issue 18's targets for one connection of 100,000 tables."""
+    if source == "postgresql" and scenario.startswith("refresh warm") and "full" not in scenario:
+        return f"≤{BIG_WARM_TARGET_S}s", median <= BIG_WARM_TARGET_S
+    if source == "http" and scenario.startswith("refresh"):
+        ok = median <= BIG_HTTP_TARGET_S and peak <= BIG_API_PEAK_MB
+        return f"≤{BIG_HTTP_TARGET_S}s, ≤{BIG_API_PEAK_MB:.0f}MB", ok
+    if source == "http":
+        ok = median <= BIG_LIST_TARGET_S and peak <= BIG_API_PEAK_MB
+        return f"≤{BIG_LIST_TARGET_S}s, ≤{BIG_API_PEAK_MB:.0f}MB", ok
+    if source == "cli":
+        ok = median <= BIG_CLI_TARGET_S and peak <= BIG_CLI_PEAK_MB
+        return f"≤{BIG_CLI_TARGET_S}s, ≤{BIG_CLI_PEAK_MB:.0f}MB", ok
     return "", False
 
 
@@ -631,7 +796,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--baseline-scan-tables", type=int, default=1000, help="scan size the baseline also runs"
     )
-    p.add_argument("--only", default="", help="comma list of: pg,sqlite,http,scan,changed,renames")
+    p.add_argument(
+        "--only", default="", help="comma list of: pg,sqlite,http,scan,changed,renames,big"
+    )
     p.add_argument(
         "--changed-sizes", default="10,100,1000", help="tables altered per changed-only scan"
     )
@@ -667,6 +834,9 @@ def main(argv: list[str] | None = None) -> int:
             bench.changed_only_scan(pg_uri)
         if wanted("renames"):
             bench.rename_refresh(pg_uri)
+        if wanted("big"):
+            # Issue 18: its own database of 100,000 tables, built once (about 5 minutes), reused.
+            bench.big_refresh(sources_data.ensure_pg_big_database(log=console.log))
         rows = bench.summarise()
         path = bench.report(rows)
         console.print(f"results: {path}")

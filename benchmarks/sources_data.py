@@ -280,3 +280,118 @@ def pg_drop_column(tables: list[tuple[str, str]], column: str) -> None:
 def pg_rename(pairs: list[tuple[str, str, str]]) -> None:
     """(schema, old, new) renames."""
     _execute_pg([f"ALTER TABLE {s}.{old} RENAME TO {new}" for s, old, new in pairs])
+
+
+# -- issue 18: one connection of 100,000 tables ------------------------------------------------
+
+BIG_DATABASE = "tdsync_bench_100k"
+BIG_SCHEMAS = 10
+BIG_TABLES_PER_SCHEMA = 10_000
+BIG_ROWS_PER_TABLE = 3
+BIG_SHAPE_MARK = (
+    f"tdsync-bench-100k v1: {BIG_SCHEMAS} schemas x {BIG_TABLES_PER_SCHEMA} tables"
+    f" x {BIG_ROWS_PER_TABLE} rows"
+)
+
+
+def big_schema_name(i: int) -> str:
+    return f"big{i:02d}"
+
+
+# Small tables (3 columns, a primary key, 3 rows, no TOAST table, no statistics) keep the
+# database near 2 GB. A COMMIT every 500 tables keeps each transaction within the server's lock
+# table (max_locks_per_transaction); a table already there is kept, so a stopped build resumes.
+_BUILD_BIG_SCHEMA = """
+DO $$
+DECLARE
+    s text := %(schema)s;
+    t text;
+BEGIN
+    EXECUTE format('CREATE SCHEMA IF NOT EXISTS %%I', s);
+    COMMIT;
+    FOR i IN 0 .. %(tables)s - 1 LOOP
+        t := 't' || lpad(i::text, 5, '0');
+        CONTINUE WHEN to_regclass(format('%%I.%%I', s, t)) IS NOT NULL;
+        EXECUTE format(
+            'CREATE TABLE %%I.%%I (id integer PRIMARY KEY, name varchar(32) NOT NULL,'
+            ' amount integer)', s, t);
+        EXECUTE format(
+            'INSERT INTO %%I.%%I SELECT g, %%L || g, g * 7 FROM generate_series(1, %%s) g',
+            s, t, t || ' row ', %(rows)s);
+        IF i %% 500 = 499 THEN
+            COMMIT;
+        END IF;
+    END LOOP;
+END $$;
+"""
+
+
+def big_schemas() -> list[str]:
+    return [big_schema_name(i) for i in range(BIG_SCHEMAS)]
+
+
+def _big_shape_ok() -> bool:
+    conn = _pg(BIG_DATABASE)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT n.nspname, count(*) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.relkind = 'r' AND n.nspname ~ '^big[0-9]{2}$' GROUP BY 1"
+            )
+            counts = dict(cur.fetchall())
+    finally:
+        conn.close()
+    return counts == {schema: BIG_TABLES_PER_SCHEMA for schema in big_schemas()}
+
+
+def ensure_pg_big_database(log=print) -> str:
+    """The reusable 100,000-table database; built (about 15 minutes) only when missing, resumed
+    when a build stopped half-way (the shape mark is written last)."""
+    with closing(_pg()) as admin, admin.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BIG_DATABASE,))
+        exists = cur.fetchone() is not None
+        if not exists:
+            cur.execute(f"CREATE DATABASE {BIG_DATABASE}")
+    if exists and _marked_as(BIG_DATABASE, BIG_SHAPE_MARK) and _big_shape_ok():
+        log(f"reusing PostgreSQL database {BIG_DATABASE}")
+        return pg_uri(BIG_DATABASE)
+    started = time.perf_counter()
+    log(
+        f"building PostgreSQL database {BIG_DATABASE} ({BIG_SCHEMAS * BIG_TABLES_PER_SCHEMA} tables)…"
+    )
+    conn = _pg(BIG_DATABASE)
+    try:
+        with conn.cursor() as cur:
+            # Built once, read only by listings: nothing is worth an fsync per commit.
+            cur.execute("SET synchronous_commit = off")
+            for i in range(BIG_SCHEMAS):
+                cur.execute(
+                    _BUILD_BIG_SCHEMA,
+                    {
+                        "schema": big_schema_name(i),
+                        "tables": BIG_TABLES_PER_SCHEMA,
+                        "rows": BIG_ROWS_PER_TABLE,
+                    },
+                )
+                log(f"  {big_schema_name(i)} built ({time.perf_counter() - started:.0f} s)")
+    finally:
+        conn.close()
+    if not _big_shape_ok():
+        raise RuntimeError(f"{BIG_DATABASE} does not have its expected shape after its build")
+    with closing(_pg()) as admin, admin.cursor() as cur:
+        cur.execute(f"COMMENT ON DATABASE {BIG_DATABASE} IS %s", (BIG_SHAPE_MARK,))
+        cur.execute("SELECT pg_size_pretty(pg_database_size(%s))", (BIG_DATABASE,))
+        size = cur.fetchone()[0]
+    log(f"built in {time.perf_counter() - started:.1f} s, {size}")
+    return pg_uri(BIG_DATABASE)
+
+
+def _marked_as(dbname: str, mark: str) -> bool:
+    with closing(_pg()) as admin, admin.cursor() as cur:
+        cur.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (dbname,),
+        )
+        row = cur.fetchone()
+    return row is not None and row[0] == mark

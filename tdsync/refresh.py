@@ -6,6 +6,7 @@ slightly stale read can never undo what a concurrent refresh or scan wrote.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
@@ -47,6 +48,32 @@ class Listing:
 
     schemas: dict[str, list[LiveTable] | None]
 
+    def __reduce__(self):
+        # Dagster's IO manager pickles op outputs. 100,000 LiveTables took 0.25 s to dump and
+        # 0.4 s to load; two lists of strings per schema (names, kinds) take 0.01 s and 0.15 s.
+        packed = {
+            schema: None
+            if tables is None
+            else ([t.table_name for t in tables], [t.table_type.value for t in tables])
+            for schema, tables in self.schemas.items()
+        }
+        return (_unpacked_listing, (packed,))
+
+
+def _unpacked_listing(packed: dict[str, tuple[list[str], list[str]] | None]) -> Listing:
+    kinds = {kind.value: kind for kind in TableType}
+    return Listing(
+        {
+            schema: None
+            if lists is None
+            else [
+                LiveTable(schema, name, kinds[kind])
+                for name, kind in zip(lists[0], lists[1], strict=True)
+            ]
+            for schema, lists in packed.items()
+        }
+    )
+
 
 @dataclass(frozen=True)
 class Restore:
@@ -59,6 +86,23 @@ class Rename:
     stored: StoredTable
     table_name: str  # its new name, in the same schema
     fingerprint: str
+    # The new table's kind (a plan must leave nothing for the next one to change: idempotent).
+    table_type: TableType | None = None
+
+
+@dataclass(frozen=True)
+class CatalogueSnapshot:
+    """What a refresh knows of a connection's catalogue once its plan is written (issue 18).
+
+    Valid while the catalogue's version is still `version`: every write that changes a
+    description's key, status or kind bumps the version (tdsync.store.versions), so a refresh that
+    finds the same version and the same listing knows its plan is empty without reading a row.
+    """
+
+    version: str  # the catalogue version the refresh's read gave (tdsync.store.versions)
+    listing: str  # listing_digest of the live listing it was computed from
+    statuses: dict[str, int]  # descriptions per status
+    lease_expires_first: datetime | None  # earliest scan lease of a SYNCHRONIZING row
 
 
 @dataclass(frozen=True)
@@ -75,6 +119,8 @@ class RefreshPlan:
     # How many descriptions of the connection have each status once the plan is written (as of
     # the read it was computed from): for reporting, without counting them in the store again.
     statuses_after: dict[str, int] = field(default_factory=dict)
+    # What the catalogue holds once the plan is written (None: nothing to record).
+    snapshot: CatalogueSnapshot | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -209,7 +255,7 @@ def plan_renames(plan: RefreshPlan, fingerprints: dict[tuple[str, str], str]) ->
         if found is not None:
             new[(table.schema_name, found)].append(table)
     renames = [
-        Rename(rows[0], new[key][0].table_name, key[1])
+        Rename(rows[0], new[key][0].table_name, key[1], new[key][0].table_type)
         for key, rows in vanished.items()
         if len(rows) == 1 and len(new.get(key, [])) == 1
     ]
@@ -229,3 +275,55 @@ def plan_renames(plan: RefreshPlan, fingerprints: dict[tuple[str, str], str]) ->
         fingerprints={k: v for k, v in fingerprints.items() if k not in taken},
         statuses_after={status: n for status, n in after.items() if n},
     )
+
+
+def listing_digest(listing: Listing) -> str:
+    """A digest of everything in a listing that a plan depends on: schemas, names and kinds."""
+    lines = sorted(
+        f"{schema}\x00{'-' if tables is None else len(tables)}"
+        for schema, tables in listing.schemas.items()
+    )
+    lines += sorted(
+        f"{t.schema_name}\x00{t.table_name}\x00{t.table_type.value}"
+        for tables in listing.schemas.values()
+        for t in tables or []
+    )
+    return hashlib.sha256("\x01".join(lines).encode()).hexdigest()
+
+
+def plan_from_snapshot(
+    snapshot: CatalogueSnapshot | None, version: str, digest: str, now: datetime
+) -> RefreshPlan | None:
+    """The (empty) plan when `snapshot` (the last refresh's, still holding: nobody wrote since)
+    proves the catalogue unchanged: the live listing is the one it was computed from, and no
+    scan lease has run out since. None: read the catalogue and plan from it. `version` is the
+    one this refresh's read gave, at which the snapshot is recorded again."""
+    if snapshot is None or snapshot.listing != digest:
+        return None
+    if snapshot.lease_expires_first is not None and snapshot.lease_expires_first <= now:
+        return None  # a scan's lease ran out: the full read finds and expires it
+    return RefreshPlan(
+        unchanged=sum(snapshot.statuses.values()),
+        statuses_after=dict(snapshot.statuses),
+        snapshot=replace(snapshot, version=version),  # recorded again at this version
+    )
+
+
+def with_snapshot(
+    plan: RefreshPlan, stored: list[StoredTable], version: str, digest: str
+) -> RefreshPlan:
+    """The plan, with what the catalogue holds once it is written (`stored`: the rows it was
+    planned from, read after the refresh gave the catalogue version `version`)."""
+    expired = {row.id for row in plan.expired_leases}
+    leases = [
+        row.lease_expires_at
+        for row in stored
+        if row.status == Status.SYNCHRONIZING and row.id not in expired and row.lease_expires_at
+    ]
+    snapshot = CatalogueSnapshot(
+        version=version,
+        listing=digest,
+        statuses=dict(plan.statuses_after),
+        lease_expires_first=min(leases, default=None),
+    )
+    return replace(plan, snapshot=snapshot)

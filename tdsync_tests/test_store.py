@@ -208,7 +208,11 @@ def test_a_refresh_job_reads_descriptions_once_and_writes_once(
 
     log.clear()
     assert runs.refresh(cid, trigger="cli", settings=settings)["unchanged"] == 25
-    assert log.refresh_reads_and_writes() == ["find"]  # nothing changed: nothing written
+    # Nothing changed: nothing written, and (issue 18) no row read either: the catalogue's
+    # version document proves it unchanged since the first refresh (read and bumped, then the
+    # snapshot recorded again at the new version).
+    assert log.refresh_reads_and_writes() == []
+    assert log.on("catalogue_versions") == ["findAndModify", "update"]
     # Every round trip of the first refresh, for the record (issue 2 asks for the number).
     print(f"store round trips of a refresh: {len(first)}: {first}")
     assert len(first) <= 10, first

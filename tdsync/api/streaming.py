@@ -12,7 +12,9 @@ client sees a cut body (an incomplete chunked transfer), never complete-looking 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fastapi.responses import StreamingResponse
@@ -46,7 +48,7 @@ def _start(
 ) -> tuple[bytes, Iterator[bytes]]:
     refreshed = store.refreshed_at(connection_id)
     cursor = store.description_docs(connection_id, batch_size=BATCH_SIZE, **filters)
-    chunks = json_array_chunks(cursor, refreshed)
+    chunks = json_array_chunks(read_ahead(cursor), refreshed)
     with storage_errors():  # the first batch is read here: a store down is still a 503
         first = next(chunks)
     return first, chunks
@@ -75,3 +77,55 @@ def _chunks(first: bytes, rest: Iterator[bytes], connection_id: str) -> Iterator
             scrub(str(getattr(error, "detail", None) or exc))[:300],
         )
         raise AnswerCut from None
+
+
+_END = object()
+
+
+def read_ahead(docs: Iterable[Any], *, batch: int = 500, depth: int = 8) -> Iterator[Any]:
+    """`docs`, read by a thread of its own up to `depth` batches ahead of the caller.
+
+    The embedded store answers a getMore only when asked: reading ahead lets it work on the next
+    batch while this process encodes and sends the last one (the two run on different cores).
+    A failure of the reading is raised to the caller where it happened in the sequence; a caller
+    that stops early (the client went away) stops the reading."""
+    out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        buffer: list[Any] = []
+        try:
+            for doc in docs:
+                buffer.append(doc)
+                if len(buffer) >= batch:
+                    if not put(buffer):
+                        return
+                    buffer = []
+            end: Any = _END
+        except BaseException as exc:  # handed to the caller, raised there
+            end = exc
+        if buffer and not put(buffer):
+            return
+        put(end)
+
+    thread = threading.Thread(target=read, name="tdsync-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
+    finally:
+        stop.set()

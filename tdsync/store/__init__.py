@@ -9,6 +9,7 @@ from tdsync.store.base import (
     DESCRIPTIONS,
     LEASES,
     STORE_FAILURES,
+    VERSIONS,
     lease_expiry,
     mongo_client,
     object_id,
@@ -19,9 +20,10 @@ from tdsync.store.connections import ConnectionsMixin
 from tdsync.store.descriptions import DescriptionsMixin
 from tdsync.store.leases import LeasesMixin
 from tdsync.store.scans import ScansMixin
+from tdsync.store.versions import VersionsMixin
 
 
-class CatalogueStore(ConnectionsMixin, DescriptionsMixin, LeasesMixin, ScansMixin):
+class CatalogueStore(ConnectionsMixin, DescriptionsMixin, LeasesMixin, ScansMixin, VersionsMixin):
     """The catalogue in MongoDB. Open it with tdsync.catalogue (open_store, shared_store)."""
 
 
@@ -30,6 +32,7 @@ __all__ = [
     "DESCRIPTIONS",
     "LEASES",
     "STORE_FAILURES",
+    "VERSIONS",
     "CatalogueStore",
     "lease_expiry",
     "mongo_client",

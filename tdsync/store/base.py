@@ -19,6 +19,7 @@ from tdsync.refresh import LEASE_EXPIRED_MESSAGE
 CONNECTIONS = "database_connections"
 DESCRIPTIONS = "table_descriptions"
 LEASES = "connection_leases"
+VERSIONS = "catalogue_versions"  # tdsync.store.versions
 DUPLICATE_KEY = 11000
 
 

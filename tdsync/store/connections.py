@@ -14,7 +14,7 @@ from tdsync.cron import validate_refresh_schedule
 from tdsync.errors import ConnectionNotFound, DuplicateAlias, ValidationFailed
 from tdsync.limits import normalise_alias
 from tdsync.models import DATA_MAX_AGE_S, DatabaseConnection, utcnow
-from tdsync.store.base import StoreBase, object_id, storage_errors
+from tdsync.store.base import VERSIONS, StoreBase, object_id, storage_errors
 
 
 class ConnectionsMixin(StoreBase):
@@ -127,8 +127,14 @@ class ConnectionsMixin(StoreBase):
     ) -> dict[str, Any] | None:
         """The decrypted SSH settings when the connection goes through SSH (after `changes`, an
         update not yet stored, when given): for opening a tunnel, never for display."""
+        return self._ssh_of(self._connection_doc(connection_id), changes or {})
+
+    def source_access(self, connection_id: str) -> tuple[str, dict[str, Any] | None]:
+        """The decrypted URI and SSH settings, in one read: what opening the source needs."""
         doc = self._connection_doc(connection_id)
-        changes = changes or {}
+        return self.cipher.decrypt(doc["connection_uri"]), self._ssh_of(doc, {})
+
+    def _ssh_of(self, doc: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any] | None:
         sealed = doc.get("ssh_settings")
         if "ssh_settings" in changes:
             sealed = self._sealed_ssh(changes["ssh_settings"], sealed)
@@ -167,6 +173,7 @@ class ConnectionsMixin(StoreBase):
         with storage_errors():
             self._people_connections.update_one({"_id": doc["_id"]}, {"$set": {"deleting": True}})
             self._people_descriptions.delete_many({"db_connection_id": str(doc["_id"])})
+            self.db[VERSIONS].delete_one({"_id": str(doc["_id"])})
             self._people_connections.delete_one({"_id": doc["_id"]})
 
     def mark_refreshed(self, connection_id: str, now: datetime) -> None:
@@ -186,6 +193,7 @@ class ConnectionsMixin(StoreBase):
             if marked.matched_count:
                 return
             self.descriptions.delete_many({"db_connection_id": connection_id})
+            self.db[VERSIONS].delete_one({"_id": connection_id})
         raise ConnectionNotFound(
             f"database connection {connection_id!r} was deleted while it was being refreshed",
             {"db_connection_id": connection_id},

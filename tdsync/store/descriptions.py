@@ -28,7 +28,14 @@ from tdsync.models import (
 )
 from tdsync.refresh import RefreshPlan, StoredTable
 from tdsync.scan.merge import SCHEMA_CHANGES_KEPT
-from tdsync.store.base import DUPLICATE_KEY, StoreBase, lease_expired, object_id, storage_errors
+from tdsync.store.base import DUPLICATE_KEY, lease_expired, object_id, storage_errors
+from tdsync.store.versions import VersionsMixin
+
+# Writes per bulk write. SecantusDB's cost per write grows with the batch: 100,000 inserts took
+# 30.8 s as one bulk write, 19.3 s as ten of 10,000 (18.4 s as twenty of 5,000, 20.8 s as fifty of
+# 2,000). A failure half-way leaves the batches before it written: each write is a correct final
+# state and the next refresh, which reads in full (the catalogue version moved), does the rest.
+WRITE_BATCH = 10_000
 
 _STORED_FIELDS = {
     "schema_name": 1,
@@ -40,7 +47,7 @@ _STORED_FIELDS = {
 }
 
 
-class DescriptionsMixin(StoreBase):
+class DescriptionsMixin(VersionsMixin):
     """What a refresh reads and writes, what the API lists, and people's edits."""
 
     def stored_tables(self, connection_id: str) -> list[StoredTable]:
@@ -63,10 +70,13 @@ class DescriptionsMixin(StoreBase):
             ]
 
     def apply_refresh(self, connection_id: str, plan: RefreshPlan, now: datetime) -> int:
-        """Write a refresh plan in one unordered bulk write; returns how many documents changed.
+        """Write a refresh plan in unordered bulk writes of WRITE_BATCH (one up to 10,000 changes);
+        returns how many documents changed.
 
         New tables are plain inserts (an insert costs SecantusDB a third of an upsert); one that a
-        concurrent refresh inserted first fails on the unique index and is left as it is."""
+        concurrent refresh inserted first fails on the unique index and is left as it is. The
+        catalogue version is bumped around the write, which records the plan's snapshot
+        (tdsync.store.versions) when nobody else wrote meanwhile."""
         ops: list[InsertOne | UpdateOne] = [
             InsertOne(
                 new_description_doc(
@@ -94,6 +104,9 @@ class DescriptionsMixin(StoreBase):
                             "table_name": rename.table_name,
                             "fingerprint": rename.fingerprint,
                             "last_refreshed_at": now,
+                            **(
+                                {"table_type": rename.table_type.value} if rename.table_type else {}
+                            ),
                         },
                         "$push": {
                             "schema_changes": {
@@ -137,17 +150,24 @@ class DescriptionsMixin(StoreBase):
             for row in plan.expired_leases
         ]
         if not ops:
+            self.record_snapshot(connection_id, plan.snapshot)
             return 0
-        with storage_errors():
-            try:
-                result = self.descriptions.bulk_write(ops, ordered=False)
-                return result.modified_count + result.inserted_count
-            except BulkWriteError as exc:
-                # A concurrent refresh inserted the same table first: the unique index did its job.
-                errors = exc.details.get("writeErrors", [])
-                if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                    raise
-                return exc.details.get("nModified", 0) + exc.details.get("nInserted", 0)
+        with storage_errors(), self.changing_catalogue(connection_id, then=plan.snapshot):
+            return sum(
+                self._write_unordered(ops[i : i + WRITE_BATCH])
+                for i in range(0, len(ops), WRITE_BATCH)
+            )
+
+    def _write_unordered(self, ops: list[InsertOne | UpdateOne]) -> int:
+        try:
+            result = self.descriptions.bulk_write(ops, ordered=False)
+            return result.modified_count + result.inserted_count
+        except BulkWriteError as exc:
+            # A concurrent refresh inserted the same table first: the unique index did its job.
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return exc.details.get("nModified", 0) + exc.details.get("nInserted", 0)
 
     def list_descriptions(
         self,

@@ -15,7 +15,6 @@ from tdsync.models import SchemaChange, Status, TableDescription, TableType, as_
 from tdsync.scan.merge import SCHEMA_CHANGES_KEPT, merge_columns, schema_drift
 from tdsync.scan.model import SavedScans, ScanTarget, TableScan
 from tdsync.store.base import (
-    StoreBase,
     _chunked,
     _lease_over,
     lease_expired,
@@ -23,6 +22,7 @@ from tdsync.store.base import (
     storage_errors,
 )
 from tdsync.store.descriptions import _described
+from tdsync.store.versions import VersionsMixin
 
 # MongoDB's (and SecantusDB's) codes for a document that would grow past 16 MiB.
 TOO_LARGE_CODES = {10334, 17419, 17420}
@@ -31,7 +31,7 @@ TOO_LARGE_TO_SCAN = "too large to store: the description would exceed 16 MiB"
 TOO_LARGE_TO_CLAIM = "too large to scan: the description is close to 16 MiB"
 
 
-class ScansMixin(StoreBase):
+class ScansMixin(VersionsMixin):
     """A scan marks its rows SYNCHRONIZING under its run id (`scan_run_id`) with a lease
     (`scan_lease_expires_at`), renews the lease while it works and settles each row SCANNED or
     FAILED with a write conditional on the row still being SYNCHRONIZING under that run id: a row
@@ -41,8 +41,10 @@ class ScansMixin(StoreBase):
         """A connection's rows SYNCHRONIZING past their lease (a scan died) become FAILED."""
         docs = self._past_lease(connection_id, now, {"scan_lease_expires_at": 1})
         ops = [lease_expired(d["_id"], d.get("scan_lease_expires_at"), now) for d in docs]
-        with storage_errors():
-            return self.descriptions.bulk_write(ops, ordered=False).modified_count if ops else 0
+        if not ops:
+            return 0
+        with storage_errors(), self.changing_catalogue(connection_id):
+            return self.descriptions.bulk_write(ops, ordered=False).modified_count
 
     def scans_past_lease(self, connection_id: str, now: datetime) -> list[str]:
         """A connection's SYNCHRONIZING descriptions whose scan lease has run out (schema.table)."""
@@ -180,7 +182,7 @@ class ScansMixin(StoreBase):
             {"status": {"$ne": Status.SYNCHRONIZING.value}},
             {"scan_lease_expires_at": {"$lt": now + (lease_expires_at - now) / 2}},
         ]
-        with storage_errors():
+        with storage_errors(), self.changing_catalogue(connection_id):
             if ids is None:
                 _claim(self.descriptions, scannable, claim)
             else:
@@ -236,8 +238,10 @@ class ScansMixin(StoreBase):
         """
         saved = SavedScans()
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as stored: milliseconds
-        for chunk in _chunked(scans):
-            self._save_scan_chunk(run_id, chunk, now, saved)
+        connections = sorted({scan.target.db_connection_id for scan in scans})
+        with self.changing_catalogue(*connections, before=False):
+            for chunk in _chunked(scans):
+                self._save_scan_chunk(run_id, chunk, now, saved)
         return saved
 
     def _save_scan_chunk(
@@ -338,7 +342,7 @@ class ScansMixin(StoreBase):
         }
         if scan_run_id is not None:
             query["scan_run_id"] = {"$in": [scan_run_id, None]}
-        with storage_errors():
+        with storage_errors(), self.changing_catalogue(connection_id):
             result = self.descriptions.update_many(
                 query,
                 {
