@@ -33,6 +33,8 @@ sys.path.insert(0, str(HERE))
 
 from api_process import fresh_home, process_cpu_s, running_api  # noqa: E402
 
+from tdsync.config import Settings  # noqa: E402
+
 RESULT = HERE / "results" / "api_refresh.json"
 TARGET_RATIO = 2.0
 REFRESH = "/api/v1/table-descriptions/refresh"
@@ -66,7 +68,7 @@ def main() -> int:
                         f"refresh answered {response.status_code}: {response.text[:300]}"
                     )
 
-            empty_job = _empty_job_runner(connection_id)
+            empty_job = _empty_job_runner(connection_id, Settings.from_env())
             for _ in range(args.warmup):  # first refresh inserts the tables; then steady state
                 refresh_post()
                 empty_job()
@@ -123,7 +125,7 @@ def _sqlite_with_tables(path: Path, count: int) -> Path:
     return path
 
 
-def _empty_job_runner(connection_id: str):
+def _empty_job_runner(connection_id: str, settings: Settings):
     """The refresh job's shape (load -> list -> diff -> write, the connection fanned out to
     all), with ops that do nothing, executed in this process on the same instance."""
     warnings.filterwarnings("ignore")
@@ -153,7 +155,7 @@ def _empty_job_runner(connection_id: str):
         plan = diff_against_catalogue(connection, list_live_tables(connection))
         write_statuses(connection, plan)
 
-    instance = runs.instance()  # one instance for the process, as the API keeps one
+    instance = runs.instance(settings)  # one instance for the process, as the API keeps one
 
     def run() -> None:
         empty_refresh_shaped_job.execute_in_process(

@@ -28,9 +28,11 @@ from starlette.concurrency import run_in_threadpool  # noqa: E402
 from tdsync.api.app import create_app  # noqa: E402
 from tdsync.api.schemas import RefreshRequest  # noqa: E402
 from tdsync.catalogue import shared_store  # noqa: E402
+from tdsync.config import Settings  # noqa: E402
 from tdsync.models import TableDescription  # noqa: E402
 
-app = create_app()
+settings = Settings.from_env()  # this server process's settings, read once
+app = create_app(settings)
 
 
 @app.get("/_bench/counters", include_in_schema=False)
@@ -51,7 +53,7 @@ def reset_counters() -> dict:
     include_in_schema=False,
 )
 async def naive_refresh(body: RefreshRequest) -> list[TableDescription]:
-    return await run_in_threadpool(naive.refresh, shared_store(), body.db_connection_id)
+    return await run_in_threadpool(naive.refresh, shared_store(settings), body.db_connection_id)
 
 
 if __name__ == "__main__":

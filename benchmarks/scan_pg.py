@@ -96,7 +96,10 @@ def main() -> None:
 
     from tdsync import runs
     from tdsync.catalogue import shared_store
+    from tdsync.config import Settings
     from tdsync.embedded import stop_embedded
+
+    settings = Settings.from_env()  # the environment set above, read once
 
     started = time.perf_counter()
     uri = build(args.tables)
@@ -109,13 +112,19 @@ def main() -> None:
             sent["n"] += 1
 
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
-    store = shared_store()  # starts the embedded SecantusDB as its own process
+    store = shared_store(settings)  # starts the embedded SecantusDB as its own process
     instance = dg.DagsterInstance.ephemeral()
     try:
         connection_id = store.add_connection(alias="bench", connection_uri=uri).id
-        runs.refresh(connection_id, trigger="cli", dagster_instance=instance)
+        runs.refresh(connection_id, trigger="cli", dagster_instance=instance, settings=settings)
         # Warm-up: imports, the dialect's first connection, the job's first run.
-        runs.scan(connection_id, trigger="cli", table_names=["t0000"], dagster_instance=instance)
+        runs.scan(
+            connection_id,
+            trigger="cli",
+            table_names=["t0000"],
+            dagster_instance=instance,
+            settings=settings,
+        )
         results: dict[str, dict] = {}
         for scenario, config in SCENARIOS.items():
             walls, queries = [], []
@@ -123,7 +132,11 @@ def main() -> None:
                 sent["n"] = 0
                 t0 = time.perf_counter()
                 summary = runs.scan(
-                    connection_id, trigger="cli", options=config, dagster_instance=instance
+                    connection_id,
+                    trigger="cli",
+                    options=config,
+                    dagster_instance=instance,
+                    settings=settings,
                 )
                 walls.append(time.perf_counter() - t0)
                 queries.append(sent["n"])

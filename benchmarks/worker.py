@@ -30,15 +30,20 @@ def main(spec: dict) -> dict:
 
     from tdsync import runs
     from tdsync.catalogue import shared_store
+    from tdsync.config import Settings
     from tdsync.sources import create_source_engine
 
-    store = shared_store()
+    settings = Settings.from_env()  # this measuring process's settings, read once
+
+    store = shared_store(settings)
     instance = dg.DagsterInstance.ephemeral()
     kind = spec["kind"]
 
     def call(connection_id: str):
         if kind == "refresh":
-            return runs.refresh(connection_id, trigger="cli", dagster_instance=instance)
+            return runs.refresh(
+                connection_id, trigger="cli", dagster_instance=instance, settings=settings
+            )
         if kind == "naive_refresh":
             return len(naive.refresh(store, connection_id))
         if kind == "naive_scan":
@@ -46,15 +51,19 @@ def main(spec: dict) -> dict:
         if kind == "scan":
             options = spec.get("scan_config")
             return runs.scan(
-                connection_id, trigger="cli", options=options, dagster_instance=instance
+                connection_id,
+                trigger="cli",
+                options=options,
+                dagster_instance=instance,
+                settings=settings,
             )
         raise ValueError(kind)
 
     # Warm-up: the dialect and driver of the measured source, and one run of the same kind.
-    create_source_engine(spec["source_uri"]).dispose()
+    create_source_engine(spec["source_uri"], settings=settings).dispose()
     warm = store.add_connection(alias=f"warm-up-{os.getpid()}", connection_uri=spec["warmup_uri"])
     if kind in ("scan", "naive_scan"):
-        runs.refresh(warm.id, trigger="cli", dagster_instance=instance)
+        runs.refresh(warm.id, trigger="cli", dagster_instance=instance, settings=settings)
     call(warm.id)
     store.delete_connection(warm.id)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pymongo import MongoClient, monitoring
 
-from tdsync.config import Settings, settings_or_env
+from tdsync.config import Settings
 from tdsync.credentials import load_cipher
 from tdsync.embedded import embedded_uri, restart_embedded
 from tdsync.errors import TdsyncError
@@ -79,9 +79,8 @@ def _follow(home: Path, uri: str) -> None:
         log.warning("the embedded store moved to %s", uri.split("/?")[0])
 
 
-def open_store(settings: Settings | None = None) -> CatalogueStore:
+def open_store(settings: Settings) -> CatalogueStore:
     """A store with its indexes in place; the encryption key is checked before anything else."""
-    settings = settings_or_env(settings)
     cipher = load_cipher(settings)
     if settings.embedded:
         client = _client(embedded_uri(settings.home), settings.home)
@@ -106,9 +105,8 @@ def check_store_at_start(settings: Settings, *, timeout_ms: int = 2000) -> None:
         client.close()
 
 
-def shared_store(settings: Settings | None = None) -> CatalogueStore:
+def shared_store(settings: Settings) -> CatalogueStore:
     """One store per process and settings, sharing one connection pool per MongoDB."""
-    settings = settings_or_env(settings)
     key = (settings.mongo_uri, settings.home, settings.mongo_db, settings.encryption_key)
     with _lock:
         store = _stores.get(key)

@@ -198,13 +198,13 @@ def _dev(args: argparse.Namespace) -> None:
 def _api(args: argparse.Namespace) -> None:
     from tdsync.api.server import serve
 
-    serve(args.host, args.port, args.settings)
+    serve(args.settings, args.host, args.port)
 
 
 def _demo(args: argparse.Namespace) -> None:
     from tdsync.demo import run_demo
 
-    run_demo(console, args.settings)
+    run_demo(args.settings, console)
 
 
 def _refresh(args: argparse.Namespace) -> None:

@@ -34,7 +34,7 @@ def scan_with_progress(
     tables: list[str] | None,
     *,
     options: dict[str, Any] | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> None:
     """Scan a connection (by id or alias), refreshing it first if it was never refreshed."""
     conn = store.get_connection(connection)

@@ -1,9 +1,10 @@
 """Settings read from the environment (SPEC.md, "Configuration"), in this one typed place.
 
-The entry points (the CLI's `main`, the API's `serve`/`create_app`, `tdsync dev`, `tdsync demo`,
-the Dagster resources) build a `Settings` once and pass it down; library functions take it as a
-parameter. `settings_or_env` is the one fallback for a caller that passes none (a script, a test
-that configures through the environment).
+Only the entry points read the environment, once each: the CLI's `main`, the detached scan
+process's `main` (tdsync.scan.launch), `python -m tdsync.api.server`, and the Dagster resources
+(tdsync.defs.resources) when a run starts. They pass the `Settings` down; every library function
+that needs settings takes them as a required argument, so none reads the environment behind its
+caller's back.
 """
 
 from __future__ import annotations
@@ -76,11 +77,6 @@ class Settings(BaseSettings):
         """The settings as the environment says now: for entry points, once per process or
         command."""
         return cls()
-
-
-def settings_or_env(settings: Settings | None) -> Settings:
-    """`settings`, or the environment's when the caller passed none."""
-    return settings if settings is not None else Settings.from_env()
 
 
 def private_dir(path: Path) -> Path:

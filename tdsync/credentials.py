@@ -297,7 +297,7 @@ class Cipher:
 
 
 def load_cipher(settings: Settings) -> Cipher:
-    """The key from the environment; in embedded mode one is generated into TDSYNC_HOME (0600)."""
+    """The key the settings name; in embedded mode one is generated into TDSYNC_HOME (0600)."""
     if settings.encryption_key:
         return Cipher(settings.encryption_key)
     if not settings.embedded:

@@ -14,7 +14,7 @@ from rich.table import Table
 from tdsync import runs
 from tdsync.catalogue import shared_store
 from tdsync.cli_refresh import SUMMARY_LINE
-from tdsync.config import Settings, settings_or_env
+from tdsync.config import Settings
 from tdsync.errors import ConnectionNotFound
 from tdsync.models import Status
 from tdsync.sources import DEMO_FOLDER
@@ -112,9 +112,8 @@ class _RoundTrips(monitoring.CommandListener):
         pass
 
 
-def run_demo(console: Console | None = None, settings: Settings | None = None) -> None:
+def run_demo(settings: Settings, console: Console | None = None) -> None:
     console = console or Console()
-    settings = settings_or_env(settings)
     trips = _RoundTrips()
     monitoring.register(trips)  # before the store's client exists, so it sees every command
     store = shared_store(settings)

@@ -26,7 +26,7 @@ from typing import IO
 
 from rich.console import Console
 
-from tdsync.config import Settings, ensure_dagster_home, settings_or_env
+from tdsync.config import Settings, ensure_dagster_home
 from tdsync.errors import ConfigurationError
 
 HOST = "127.0.0.1"
@@ -52,11 +52,10 @@ def run_dev(
     *,
     host: str = HOST,
     console: Console | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> None:
     """Start everything, print where it listens, and stop it all on Ctrl-C or SIGTERM."""
     console = console or Console()
-    settings = settings_or_env(settings)
     ensure_dagster_home(settings)  # also exports DAGSTER_HOME to the processes started below
     _refuse_busy_ports(host, {"the API": api_port, "the Dagster UI": dagster_port})
 

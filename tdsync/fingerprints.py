@@ -35,7 +35,7 @@ def fingerprint_tables(
     *,
     timeout_s: float = 10.0,
     ssh: dict[str, Any] | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> Fingerprints:
     """Fingerprints of the named (schema, table) objects that exist; one query per schema
     (PostgreSQL: one in all)."""

@@ -21,7 +21,7 @@ def register_connection(
     *,
     trigger: str,
     timeout_s: float,
-    settings: Settings | None = None,
+    settings: Settings,
     **fields: Any,
 ) -> DatabaseConnection:
     """Check the connection (connect once, look for its schemas), store it and refresh it: its
@@ -48,7 +48,7 @@ def change_connection(
     changes: dict[str, Any],
     *,
     timeout_s: float,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> DatabaseConnection:
     """Apply checked `changes`: a masked password keeps the stored one, and the source is tried
     again when what reaches it (URI, SSH, schemas) changes."""

@@ -6,7 +6,7 @@ launched there. In `local` it then executes in this process (no daemon needed, a
 answers in a fraction of a second); in `production` and `distributed` it is submitted to the
 instance, whose run queue, launcher and executor run it, and this process waits for it to end.
 
-`settings` are the caller's (built once by its entry point; None: the environment's): they choose
+`settings` are the caller's (built once by its entry point): they choose
 the instance, the store and the lease wait here. The run's own resources are the code location's,
 bound to the same environment (tdsync.defs.resources), as in any process that loads it.
 """
@@ -34,7 +34,7 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 
 from tdsync import leases
 from tdsync.catalogue import shared_store
-from tdsync.config import Settings, ensure_dagster_home, settings_or_env
+from tdsync.config import Settings, ensure_dagster_home
 from tdsync.defs.assets import TABLE_DESCRIPTIONS
 from tdsync.defs.partitions import ensure_partition, partition_key
 from tdsync.defs.refresh_job import (
@@ -65,14 +65,14 @@ _locations: weakref.WeakKeyDictionary[dg.DagsterInstance, InProcessCodeLocation]
 )
 
 
-def instance(settings: Settings | None = None) -> dg.DagsterInstance:
+def instance(settings: Settings) -> dg.DagsterInstance:
     """The instance at the settings' DAGSTER_HOME, one per process and home.
 
     Made once under a lock: threads that each opened a new instance on a fresh home raced to
     create its SQLite tables ("table ... already exists") and their runs failed.
     """
     with _instances_lock:
-        home = ensure_dagster_home(settings_or_env(settings))
+        home = ensure_dagster_home(settings)
         found = _instances.get(home)
         if found is None:
             found = _instances[home] = _thread_safe_logging(dg.DagsterInstance.get())
@@ -158,7 +158,7 @@ def execute(
     partition: str | None = None,
     dagster_instance: dg.DagsterInstance | None = None,
     run_id: str | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> dg.DagsterRun:
     """Run a job for one connection and wait for it; a failed run raises the TdsyncError it
     stands for.
@@ -168,7 +168,6 @@ def execute(
     first, bounded, for another refresh or scan of the connection. Elsewhere the run is queued
     like any other (one run per connection) and takes the lease in its first op.
     """
-    settings = settings_or_env(settings)
     dagster_instance = (
         _thread_safe_logging(dagster_instance) if dagster_instance else instance(settings)
     )
@@ -285,7 +284,7 @@ def refresh(
     allow_empty_schemas: list[str] | None = None,
     dagster_instance: dg.DagsterInstance | None = None,
     run_id: str | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> dict[str, Any]:
     """Refresh one connection: materialize its `table_descriptions` partition; returns the
     refresh's summary (what it added, deprecated, restored, ..., the counts by status after it
@@ -295,7 +294,6 @@ def refresh(
     summary rather than listing the same tables again a moment later; unless schemas are confirmed
     empty (`allow_empty_schemas`), which only a refresh of its own can honour.
     """
-    settings = settings_or_env(settings)
     store = shared_store(settings)
     dagster_instance = dagster_instance or instance(settings)
     run_id = run_id or str(uuid.uuid4())
@@ -366,7 +364,7 @@ def scan(
     on_progress: ProgressCallback | None = None,
     run_id: str | None = None,
     dagster_instance: dg.DagsterInstance | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> dict[str, Any]:
     """Scan a connection's tables through the scan job; returns the run's summary
     (tables, scanned, failed, drift, expired_leases, duration_s).
@@ -376,7 +374,6 @@ def scan(
     example_rows, sample_rows, concurrency). `on_progress` gets a ScanProgress after each table,
     in this thread.
     """
-    settings = settings_or_env(settings)
     dagster_instance = dagster_instance or instance(settings)
     run_id = run_id or str(uuid.uuid4())
     config = scan_config(db_connection_id, table_names, description_ids, options)
@@ -423,7 +420,7 @@ def submit_scan(
     table_names: list[str] | None = None,
     description_ids: list[str] | None = None,
     dagster_instance: dg.DagsterInstance | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> dg.DagsterRun:
     """Queue a scan run on the instance and return at once (`production`, `distributed`): the
     daemon launches it, its first op takes the connection's lease, run monitoring watches it and

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from tdsync.config import Settings, settings_or_env
+from tdsync.config import Settings
 from tdsync.credentials import parse_uri, scrub
 from tdsync.errors import InvalidDatabaseConnection, TdsyncError
 from tdsync.models import TableType
@@ -67,7 +67,7 @@ def _timeout_args(backend: str, driver: str, timeout_s: float) -> dict[str, Any]
 
 
 def create_source_engine(
-    connection_uri: str, *, timeout_s: float = 10.0, settings: Settings | None = None
+    connection_uri: str, *, settings: Settings, timeout_s: float = 10.0
 ) -> Engine:
     """An engine that only reads: every session is read-only, and a URI is checked against the
     allow-lists again here, so a connection stored before they existed cannot bypass them.
@@ -75,7 +75,7 @@ def create_source_engine(
     url = parse_uri(connection_uri)
     backend = url.get_backend_name()
     if backend in FILE_DIALECTS:
-        refuse_tdsync_state(url.database, settings_or_env(settings))
+        refuse_tdsync_state(url.database, settings)
     if backend in ("mysql", "mariadb") and url.get_driver_name() in ("", "mysqldb"):
         url = url.set(drivername=f"{backend}+pymysql")  # the driver tdsync ships
     if backend == "sqlite" and url.database not in (None, "", ":memory:"):
@@ -211,7 +211,7 @@ def source_engine(
     *,
     timeout_s: float = 10.0,
     ssh: dict[str, Any] | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> Iterator[Engine]:
     """An engine whose driver errors come out as InvalidDatabaseConnection, password removed;
     through an SSH tunnel when `ssh` settings are given."""
@@ -267,7 +267,7 @@ def list_live_tables(
     *,
     timeout_s: float = 10.0,
     ssh: dict[str, Any] | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> Listing:
     """Names and kinds of every table, view and materialized view, per schema; no data is read."""
     with source_engine(connection_uri, timeout_s=timeout_s, ssh=ssh, settings=settings) as engine:
@@ -357,7 +357,7 @@ def check_connection(
     *,
     timeout_s: float = 10.0,
     ssh: dict[str, Any] | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> None:
     """Connect once and look for the listed schemas: a bad URI, host, password, file or schema
     fails here, when the connection is registered, rather than at its first refresh. Reads no data."""

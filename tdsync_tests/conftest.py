@@ -17,8 +17,9 @@ from cryptography.fernet import Fernet
 from pymongo import MongoClient
 
 from tdsync.catalogue import shared_store
+from tdsync.config import Settings
 from tdsync.store import CatalogueStore
-from tdsync_tests.test_api.live import isolated_env
+from tdsync_tests.test_api.live import isolated_env, settings_for
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_KEY = Fernet.generate_key().decode()
@@ -99,7 +100,15 @@ def tdsync_env(mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("TDSYNC_API_KEY", raising=False)
     monkeypatch.delenv("TDSYNC_DEPLOYMENT", raising=False)  # local unless a test says otherwise
     yield env
-    shared_store().client.drop_database(env["TDSYNC_MONGO_DB"])
+    shared_store(settings_for(env)).client.drop_database(env["TDSYNC_MONGO_DB"])
+
+
+@pytest.fixture
+def settings(tdsync_env: dict[str, str]) -> Settings:
+    """The test's Settings, built from its isolated environment (its temporary home, database
+    and key): what tdsync's functions take, and what its runs and subprocesses read from the
+    exported variables."""
+    return settings_for(tdsync_env)
 
 
 def until(
@@ -122,9 +131,17 @@ def silent_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
+@pytest.fixture(scope="session")
+def source_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for tests that read source databases and no catalogue: tdsync's state in a
+    temporary folder (a source there is refused), no store server needed."""
+    root = tmp_path_factory.mktemp("tdsync-state")
+    return Settings(home=root / "home", dagster_home=root / "dagster")
+
+
 @pytest.fixture
-def store(tdsync_env: dict[str, str]) -> CatalogueStore:
-    return shared_store()
+def store(settings: Settings) -> CatalogueStore:
+    return shared_store(settings)
 
 
 @pytest.fixture

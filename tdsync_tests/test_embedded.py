@@ -17,6 +17,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tdsync.catalogue import open_store, shared_store
+from tdsync.config import Settings
 from tdsync.credentials import Cipher
 from tdsync.embedded import embedded_uri, restart_embedded, stop_embedded
 from tdsync.errors import ConfigurationError, TdsyncError
@@ -77,10 +78,17 @@ def embedded_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     assert servers_on(home / "mongo" / "data") == []
 
 
+@pytest.fixture
+def embedded_settings(embedded_home: Path) -> Settings:
+    """The settings embedded_home stands for: the embedded store under it, no URI, no key."""
+    return Settings(home=embedded_home, mongo_db="tdsync", mongo_uri=None, encryption_key=None)
+
+
 def test_embedded_server_is_started_once_and_shared_by_other_processes(
     embedded_home: Path,
+    embedded_settings: Settings,
 ) -> None:
-    store = open_store()
+    store = open_store(embedded_settings)
     state = json.loads((embedded_home / "mongo" / "server.json").read_text())
     assert servers_on(embedded_home / "mongo" / "data") == [state["pid"]]
     key_file = embedded_home / "encryption.key"
@@ -94,7 +102,7 @@ def test_embedded_server_is_started_once_and_shared_by_other_processes(
     # Stopped and started again, the same folder still holds the catalogue.
     assert stop_embedded(embedded_home)
     assert servers_on(embedded_home / "mongo" / "data") == []
-    again = open_store()
+    again = open_store(embedded_settings)
     assert again.get_connection("shop").id == conn.id
     assert again.get_connection("shop").connection_uri == "postgresql://u:*****@h/db"
 
@@ -109,31 +117,21 @@ def test_concurrent_starts_from_several_processes_make_one_server(embedded_home:
 # -- open_store's key checks ---------------------------------------------------------------------
 
 
-def test_external_mongo_without_a_key_is_a_configuration_error(
-    tdsync_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with (
-        monkeypatch.context() as env,
-        pytest.raises(ConfigurationError, match="TDSYNC_ENCRYPTION_KEY must be set") as err,
-    ):
-        env.delenv("TDSYNC_ENCRYPTION_KEY")
-        open_store()
+def test_external_mongo_without_a_key_is_a_configuration_error(settings: Settings) -> None:
+    with pytest.raises(ConfigurationError, match="TDSYNC_ENCRYPTION_KEY must be set") as err:
+        open_store(settings.model_copy(update={"encryption_key": None}))
     assert err.value.error_code == "configuration_error"
 
 
-def test_wrong_key_is_a_clear_error_and_never_shows_plaintext(
-    tdsync_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    right = open_store()
+def test_wrong_key_is_a_clear_error_and_never_shows_plaintext(settings: Settings) -> None:
+    right = open_store(settings)
     conn = right.add_connection(
         alias="shop", connection_uri="postgresql://app:hunter2@db.internal/shop"
     )
     other_key = Fernet.generate_key().decode()
-    with monkeypatch.context() as env:
-        env.setenv("TDSYNC_ENCRYPTION_KEY", other_key)
-        # Opening the store checks the key (issue 8): the error comes at start-up...
-        with pytest.raises(ConfigurationError, match="not the key it was encrypted with") as err:
-            open_store()
+    # Opening the store checks the key (issue 8): the error comes at start-up...
+    with pytest.raises(ConfigurationError, match="not the key it was encrypted with") as err:
+        open_store(settings.model_copy(update={"encryption_key": other_key}))
     assert "hunter2" not in str(err.value.as_dict())
     # ...and every read of a URI still says so, should a store be opened without the check.
     wrong = CatalogueStore(right.client, right.db.name, Cipher(other_key))
@@ -165,8 +163,9 @@ def pings(store: CatalogueStore) -> bool:
 
 def test_killed_server_is_restarted_on_its_port_and_the_store_reconnects(
     embedded_home: Path,
+    embedded_settings: Settings,
 ) -> None:
-    store = shared_store()
+    store = shared_store(embedded_settings)
     conn = store.add_connection(alias="shop", connection_uri="sqlite:////tmp/shop.db")
     before = server_state(embedded_home)
 
@@ -194,8 +193,9 @@ def bound(sock: socket.socket, port: int) -> bool:
 
 def test_server_whose_port_was_taken_moves_and_the_store_follows_it(
     embedded_home: Path,
+    embedded_settings: Settings,
 ) -> None:
-    store = shared_store()
+    store = shared_store(embedded_settings)
     store.add_connection(alias="shop", connection_uri="sqlite:////tmp/shop.db")
     before = server_state(embedded_home)
     squatter = socket.socket()
@@ -215,8 +215,10 @@ def test_server_whose_port_was_taken_moves_and_the_store_follows_it(
         assert store.get_connection("shop").alias == "shop"
 
 
-def test_server_stopped_on_purpose_is_not_restarted_by_its_clients(embedded_home: Path) -> None:
-    open_store()
+def test_server_stopped_on_purpose_is_not_restarted_by_its_clients(
+    embedded_home: Path, embedded_settings: Settings
+) -> None:
+    open_store(embedded_settings)
     port = server_state(embedded_home)["port"]
 
     assert stop_embedded(embedded_home)
@@ -224,12 +226,14 @@ def test_server_stopped_on_purpose_is_not_restarted_by_its_clients(embedded_home
     assert restart_embedded(embedded_home) is None  # what a client does after a failed heartbeat
     assert servers_on(embedded_home / "mongo" / "data") == []
     # The next process that opens the store starts it again, where it was.
-    open_store()
+    open_store(embedded_settings)
     assert server_state(embedded_home)["port"] == port
 
 
-def test_store_folder_and_files_are_private_to_their_user(embedded_home: Path) -> None:
-    store = open_store()
+def test_store_folder_and_files_are_private_to_their_user(
+    embedded_home: Path, embedded_settings: Settings
+) -> None:
+    store = open_store(embedded_settings)
     conn = store.add_connection(alias="shop", connection_uri="sqlite:////tmp/shop.db")
     store.descriptions.insert_many(
         [

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from tdsync import runs
+from tdsync.config import Settings
 from tdsync.fingerprints import fingerprint, fingerprint_tables, read_fingerprints
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_scan.conftest import DIALECTS, Sources, run_statements
@@ -52,9 +53,9 @@ def source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
 
 
 @pytest.fixture
-def shop(store: CatalogueStore, source: tuple[str, str]) -> str:
+def shop(store: CatalogueStore, source: tuple[str, str], settings: Settings) -> str:
     connection = store.add_connection(alias="shop", connection_uri=source[1])
-    runs.refresh(connection.id, trigger="cli")
+    runs.refresh(connection.id, trigger="cli", settings=settings)
     return connection.id
 
 
@@ -69,12 +70,12 @@ def names(store: CatalogueStore, connection_id: str) -> dict[str, str]:
 
 
 def test_renamed_table_keeps_its_id_and_descriptions(
-    store: CatalogueStore, source: tuple[str, str], shop: str
+    store: CatalogueStore, source: tuple[str, str], shop: str, settings: Settings
 ) -> None:
     orders = described(store, shop, "orders", "One row per order.")
     run_statements(source[1], ["ALTER TABLE orders RENAME TO sales_orders"])
 
-    summary = runs.refresh(shop, trigger="cli")
+    summary = runs.refresh(shop, trigger="cli", settings=settings)
     assert (summary["renamed"], summary["added"], summary["deprecated"]) == (1, 0, 0)
     assert summary["renamed_tables"] == [
         f"{store.get_description(orders).schema_name}.orders -> sales_orders"
@@ -87,12 +88,12 @@ def test_renamed_table_keeps_its_id_and_descriptions(
 
 
 def test_renamed_view_keeps_its_id_and_descriptions(
-    store: CatalogueStore, source: tuple[str, str], shop: str
+    store: CatalogueStore, source: tuple[str, str], shop: str, settings: Settings
 ) -> None:
     view = described(store, shop, "big_orders", "Orders over 100.")
     run_statements(source[1], RENAME_VIEW[source[0]])
 
-    summary = runs.refresh(shop, trigger="cli")
+    summary = runs.refresh(shop, trigger="cli", settings=settings)
     assert (summary["renamed"], summary["added"], summary["deprecated"]) == (1, 0, 0)
     renamed = store.get_description(view)
     assert (renamed.table_name, renamed.table_type.value) == ("large_orders", "VIEW")
@@ -100,7 +101,7 @@ def test_renamed_view_keeps_its_id_and_descriptions(
 
 
 def test_rename_beside_an_unrelated_add_and_drop_in_one_refresh(
-    store: CatalogueStore, source: tuple[str, str], shop: str
+    store: CatalogueStore, source: tuple[str, str], shop: str, settings: Settings
 ) -> None:
     orders = described(store, shop, "orders", "One row per order.")
     customers = described(store, shop, "customers", "People who order.")
@@ -113,7 +114,7 @@ def test_rename_beside_an_unrelated_add_and_drop_in_one_refresh(
             "CREATE TABLE refunds (id INTEGER PRIMARY KEY, reason VARCHAR(200))",
         ],
     )
-    summary = runs.refresh(shop, trigger="cli")
+    summary = runs.refresh(shop, trigger="cli", settings=settings)
     assert (summary["renamed"], summary["added"], summary["deprecated"]) == (1, 1, 2)
     assert names(store, shop) == {
         "big_orders": "DEPRECATED",
@@ -126,23 +127,23 @@ def test_rename_beside_an_unrelated_add_and_drop_in_one_refresh(
 
 
 def test_two_tables_of_one_structure_renamed_at_once_are_no_rename(
-    store: CatalogueStore, source: tuple[str, str], shop: str
+    store: CatalogueStore, source: tuple[str, str], shop: str, settings: Settings
 ) -> None:
     run_statements(
         source[1], ["CREATE TABLE orders_copy (id INTEGER PRIMARY KEY, total DECIMAL(10, 2))"]
     )
-    runs.refresh(shop, trigger="cli")
+    runs.refresh(shop, trigger="cli", settings=settings)
     run_statements(
         source[1],
         ["ALTER TABLE orders RENAME TO orders_a", "ALTER TABLE orders_copy RENAME TO orders_b"],
     )
-    summary = runs.refresh(shop, trigger="cli")
+    summary = runs.refresh(shop, trigger="cli", settings=settings)
     assert (summary["renamed"], summary["added"], summary["deprecated"]) == (0, 2, 2)
     assert names(store, shop)["orders"] == "DEPRECATED"
 
 
 def test_one_table_gone_and_two_new_of_its_structure_is_no_rename(
-    store: CatalogueStore, source: tuple[str, str], shop: str
+    store: CatalogueStore, source: tuple[str, str], shop: str, settings: Settings
 ) -> None:
     run_statements(
         source[1],
@@ -151,26 +152,28 @@ def test_one_table_gone_and_two_new_of_its_structure_is_no_rename(
             "CREATE TABLE orders_b (id INTEGER PRIMARY KEY, total DECIMAL(10, 2))",
         ],
     )
-    summary = runs.refresh(shop, trigger="cli")
+    summary = runs.refresh(shop, trigger="cli", settings=settings)
     assert (summary["renamed"], summary["added"], summary["deprecated"]) == (0, 2, 1)
 
 
 def test_renamed_column_keeps_its_description_across_scans(
-    store: CatalogueStore, source: tuple[str, str], shop: str
+    store: CatalogueStore, source: tuple[str, str], shop: str, settings: Settings
 ) -> None:
-    runs.scan(shop, trigger="cli", table_names=["orders"])
+    runs.scan(shop, trigger="cli", table_names=["orders"], settings=settings)
     (orders,) = store.list_descriptions(shop, table_name="orders")
     store.edit_description(orders.id, fields={}, columns={"total": {"description": "Gross, EUR."}})
     run_statements(source[1], ["ALTER TABLE orders RENAME COLUMN total TO amount"])
 
-    runs.scan(shop, trigger="cli", table_names=["orders"])
+    runs.scan(shop, trigger="cli", table_names=["orders"], settings=settings)
     scanned = store.get_description(orders.id)
     assert [c.name for c in scanned.columns] == ["id", "amount"]
     assert scanned.columns[1].description == "Gross, EUR."
     assert scanned.schema_changes[-1].renamed_columns == {"total": "amount"}
 
 
-def test_table_moved_to_another_schema_is_no_rename(store: CatalogueStore, tmp_path: Path) -> None:
+def test_table_moved_to_another_schema_is_no_rename(
+    store: CatalogueStore, tmp_path: Path, settings: Settings
+) -> None:
     sources = Sources("postgresql", tmp_path)
     try:
         uri = sources.empty()
@@ -186,9 +189,9 @@ def test_table_moved_to_another_schema_is_no_rename(store: CatalogueStore, tmp_p
         connection = store.add_connection(
             alias="moves", connection_uri=uri, schemas=["public", "archive"]
         )
-        runs.refresh(connection.id, trigger="cli")
+        runs.refresh(connection.id, trigger="cli", settings=settings)
         run_statements(uri, ["ALTER TABLE public.orders SET SCHEMA archive"])
-        summary = runs.refresh(connection.id, trigger="cli")
+        summary = runs.refresh(connection.id, trigger="cli", settings=settings)
         assert (summary["renamed"], summary["added"], summary["deprecated"]) == (0, 1, 1)
     finally:
         sources.close()
@@ -212,15 +215,15 @@ def source_statements() -> Iterator[list[str]]:
 
 
 def test_changed_only_scan_rereads_the_altered_table_alone(
-    store: CatalogueStore, source: tuple[str, str], shop: str
+    store: CatalogueStore, source: tuple[str, str], shop: str, settings: Settings
 ) -> None:
     with source_statements() as full:
-        assert runs.scan(shop, trigger="cli")["scanned"] == 3
+        assert runs.scan(shop, trigger="cli", settings=settings)["scanned"] == 3
     before = {d.table_name: d.last_schema_sync for d in store.list_descriptions(shop)}
     run_statements(source[1], ["ALTER TABLE customers ADD COLUMN email VARCHAR(80)"])
 
     with source_statements() as changed:
-        summary = runs.scan(shop, trigger="cli", options={"changed_only": True})
+        summary = runs.scan(shop, trigger="cli", options={"changed_only": True}, settings=settings)
     assert (summary["tables"], summary["scanned"]) == (1, 1)
     after = {d.table_name: d for d in store.list_descriptions(shop)}
     assert [c.name for c in after["customers"].columns] == ["id", "name", "email"]
@@ -233,13 +236,14 @@ def test_changed_only_scan_rereads_the_altered_table_alone(
     assert len(changed) < len(full)
 
     with source_statements() as unchanged:
-        summary = runs.scan(shop, trigger="cli", options={"changed_only": True})
+        summary = runs.scan(shop, trigger="cli", options={"changed_only": True}, settings=settings)
     assert summary["tables"] == 0
     assert len([s for s in unchanged if "customers" in s]) == 1
 
 
 def test_postgresql_fingerprints_of_several_schemas_come_from_one_catalog_query(
     tmp_path: Path,
+    source_settings: Settings,
 ) -> None:
     sources = Sources("postgresql", tmp_path)
     try:
@@ -256,7 +260,7 @@ def test_postgresql_fingerprints_of_several_schemas_come_from_one_catalog_query(
         )
         asked = [("public", "t"), ("other", "bare"), ("other", "v"), ("other", "gone")]
         with source_statements() as sent:
-            named = fingerprint_tables(uri, asked)
+            named = fingerprint_tables(uri, asked, settings=source_settings)
         assert len([s for s in sent if "pg_class" in s]) == 1
         # other.t shares a name asked in public, but was not asked.
         assert set(named) == {("public", "t"), ("other", "bare"), ("other", "v")}
@@ -278,8 +282,10 @@ def test_postgresql_fingerprints_of_several_schemas_come_from_one_catalog_query(
 
 
 def test_changed_only_scan_rereads_data_older_than_its_max_age(
-    store: CatalogueStore, source: tuple[str, str], shop: str
+    store: CatalogueStore, source: tuple[str, str], shop: str, settings: Settings
 ) -> None:
-    runs.scan(shop, trigger="cli")
-    summary = runs.scan(shop, trigger="cli", options={"changed_only": True, "data_max_age_s": 0})
+    runs.scan(shop, trigger="cli", settings=settings)
+    summary = runs.scan(
+        shop, trigger="cli", options={"changed_only": True, "data_max_age_s": 0}, settings=settings
+    )
     assert summary["tables"] == 3

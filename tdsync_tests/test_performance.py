@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from tdsync import runs
 from tdsync.bulk import gc_paused
 from tdsync.cli_scan import NO_DATA_SCAN
+from tdsync.config import Settings
 from tdsync.models import Status, TableType
 from tdsync.refresh import Listing, LiveTable, StoredTable, plan_refresh
 from tdsync.sources import _list_schema, list_live_tables
@@ -59,7 +60,9 @@ def test_gc_paused_restores_the_collector_even_on_error() -> None:
     assert gc.isenabled()
 
 
-def test_postgresql_listing_takes_one_query_and_matches_the_inspector(pg_url: str) -> None:
+def test_postgresql_listing_takes_one_query_and_matches_the_inspector(
+    pg_url: str, source_settings: Settings
+) -> None:
     engine = sa.create_engine(pg_url)
     with engine.begin() as conn:
         for statement in (
@@ -81,7 +84,7 @@ def test_postgresql_listing_takes_one_query_and_matches_the_inspector(pg_url: st
     schemas = ["perf_a", "perf_empty", "perf_missing", "pg_catalog"]
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
     try:
-        listing = list_live_tables(pg_url, schemas)
+        listing = list_live_tables(pg_url, schemas, settings=source_settings)
     finally:
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
 
@@ -106,7 +109,9 @@ def test_postgresql_listing_takes_one_query_and_matches_the_inspector(pg_url: st
     assert listing.schemas["perf_missing"] is None
 
 
-def test_a_scan_sends_as_many_source_queries_for_40_tables_as_for_5(store, pg_url: str) -> None:
+def test_a_scan_sends_as_many_source_queries_for_40_tables_as_for_5(
+    store, pg_url: str, settings: Settings
+) -> None:
     """Reflection is batched per schema: what a metadata scan asks the source does not grow with
     the number of tables (1,000 PostgreSQL tables take 14 queries in `make bench`)."""
     engine = sa.create_engine(pg_url)
@@ -131,11 +136,11 @@ def test_a_scan_sends_as_many_source_queries_for_40_tables_as_for_5(store, pg_ur
     sent = {}
     for schema, tables in (("perf_scan_5", 5), ("perf_scan_40", 40)):
         conn_id = store.add_connection(alias=schema, connection_uri=pg_url, schemas=[schema]).id
-        runs.refresh(conn_id, trigger="cli")
+        runs.refresh(conn_id, trigger="cli", settings=settings)
         statements.clear()
         sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
         try:
-            summary = runs.scan(conn_id, trigger="cli", options=NO_DATA_SCAN)
+            summary = runs.scan(conn_id, trigger="cli", options=NO_DATA_SCAN, settings=settings)
         finally:
             sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
         assert summary["scanned"] == tables

@@ -6,6 +6,7 @@ a test sets them without touching the environment.
 
 from __future__ import annotations
 
+import ast
 import sqlite3
 import uuid
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+import tdsync
 from tdsync import config
 from tdsync.catalogue import shared_store
 from tdsync.cli import main
@@ -121,3 +123,33 @@ def test_a_cli_command_reads_the_environment_once(
         reads.clear()
         assert main(argv) == 0, argv
         assert len(reads) == 1, (argv, len(reads))
+
+
+PACKAGE = Path(tdsync.__file__).parent
+
+
+def test_only_the_entry_points_read_settings_from_the_environment() -> None:
+    """The CLI, the detached scan process and `python -m tdsync.api.server` build Settings from
+    the environment (the Dagster resources build theirs from their fields); nothing else does."""
+    readers = sorted(
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if "Settings.from_env()" in path.read_text()
+    )
+    assert readers == ["api/server.py", "cli.py", "scan/launch.py"]
+
+
+def test_every_function_that_takes_settings_requires_them() -> None:
+    """No library function falls back to the environment when its caller passes no settings."""
+    optional = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            args = node.args
+            positional = args.posonlyargs + args.args
+            defaults = dict(zip(reversed(positional), reversed(args.defaults), strict=False))
+            defaults |= {a: d for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d}
+            if any(a.arg == "settings" for a in defaults):
+                optional.append(f"{path.relative_to(PACKAGE).as_posix()}:{node.name}")
+    assert optional == []

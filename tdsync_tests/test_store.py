@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from bson import ObjectId
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from pymongo import MongoClient, monitoring
 from pymongo.errors import DuplicateKeyError
 
 from tdsync import runs
+from tdsync.config import Settings
 from tdsync.credentials import Cipher
 from tdsync.errors import (
     ConnectionNotFound,
@@ -183,7 +185,7 @@ def test_apply_refresh_writes_only_what_changed_in_one_bulk_write(counted) -> No
 
 
 def test_a_refresh_job_reads_descriptions_once_and_writes_once(
-    counted, sqlite_path: Path, monkeypatch: pytest.MonkeyPatch
+    counted, sqlite_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> None:
     store, log = counted
     monkeypatch.setattr("tdsync.defs.resources.shared_store", lambda settings: store)
@@ -195,7 +197,7 @@ def test_a_refresh_job_reads_descriptions_once_and_writes_once(
     cid = store.add_connection(alias="shop", connection_uri=f"sqlite:///{sqlite_path}").id
 
     log.clear()
-    assert runs.refresh(cid, trigger="cli")["added"] == 25
+    assert runs.refresh(cid, trigger="cli", settings=settings)["added"] == 25
     # The asset checks' reads (by status, a step of their own) are not the refresh's.
     assert log.refresh_reads_and_writes()[0] == "find"  # read once...
     assert log.refresh_reads_and_writes().count("find") == 1
@@ -205,7 +207,7 @@ def test_a_refresh_job_reads_descriptions_once_and_writes_once(
     first = first[: max(i for i, c in enumerate(first) if c[1] == "connection_leases") + 1]
 
     log.clear()
-    assert runs.refresh(cid, trigger="cli")["unchanged"] == 25
+    assert runs.refresh(cid, trigger="cli", settings=settings)["unchanged"] == 25
     # Nothing changed: nothing written, and (issue 18) no row read either: the catalogue's
     # version document proves it unchanged since the first refresh (read and bumped, then the
     # snapshot recorded again at the new version).
@@ -587,7 +589,7 @@ def seeded_rows(draw) -> list[dict[str, Any]]:
     return rows
 
 
-@settings(
+@hypothesis_settings(
     max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -20,7 +20,7 @@ from tdsync.api.deps import ApiState
 from tdsync.api.errors import CatchAllMiddleware, error_responses, install_error_handlers
 from tdsync.api.json_body import StrictJsonMiddleware
 from tdsync.api.routes import connections, descriptions, health, heartbeat, scan
-from tdsync.config import Settings, settings_or_env
+from tdsync.config import Settings
 from tdsync.errors import TdsyncError
 
 log = logging.getLogger("tdsync.api")
@@ -29,8 +29,7 @@ ENGINE_PREFIX = "/api/v1"  # the Dataherald engine's paths
 SERVICE_PREFIX = "/api"  # the Dataherald service's (and its SDK's)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings_or_env(settings)
+def create_app(settings: Settings) -> FastAPI:
     state = ApiState(settings)
 
     @asynccontextmanager

@@ -1,6 +1,6 @@
 """What the routes share: settings, the catalogue store.
 
-The Dagster instance is `tdsync.runs.instance()`, one per process and home, owned there.
+The Dagster instance is `tdsync.runs.instance(settings)`, one per process and home, owned there.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import uvicorn
 
 from tdsync.api.app import create_app
 from tdsync.catalogue import check_store_at_start
-from tdsync.config import Settings, settings_or_env
+from tdsync.config import Settings
 from tdsync.errors import StorageUnavailable
 
 log = logging.getLogger("tdsync.api")
@@ -18,10 +18,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
-def serve(
-    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, settings: Settings | None = None
-) -> None:
-    settings = settings_or_env(settings)
+def serve(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     # A missing or wrong encryption key stops start-up, not the first request that needs it.
     try:
         check_store_at_start(settings)
@@ -41,4 +38,4 @@ if __name__ == "__main__":
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     args = parser.parse_args()
-    serve(args.host, args.port)
+    serve(Settings.from_env(), args.host, args.port)  # this process's one read of them

@@ -50,7 +50,7 @@ def scan_tables(
     timeout_s: float = 10.0,
     stall_s: float | None = None,
     ssh: dict[str, Any] | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> Iterator[TableScan]:
     """One TableScan per target, in completion order. Raises InvalidDatabaseConnection only
     when the source cannot be reached at all, SourceStopped when it stops answering for

@@ -9,7 +9,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from unittest import mock
 
 import httpx
 from cryptography.fernet import Fernet
@@ -43,8 +42,16 @@ def isolated_env(
 
 
 def settings_for(env: dict[str, str]) -> Settings:
-    with mock.patch.dict(os.environ, env):
-        return Settings.from_env()
+    """The Settings a process started with the variables `env` reads (TDSYNC_X is field x,
+    DAGSTER_HOME is dagster_home), built from them rather than from this process's environment."""
+    fields = {
+        name.removeprefix("TDSYNC_").lower(): value
+        for name, value in env.items()
+        if name.startswith("TDSYNC_")
+    }
+    if env.get("DAGSTER_HOME"):
+        fields["dagster_home"] = env["DAGSTER_HOME"]
+    return Settings(**fields)
 
 
 def tdsync_command() -> list[str]:

@@ -14,13 +14,14 @@ from fastapi.testclient import TestClient
 
 from tdsync.api.app import create_app
 from tdsync.catalogue import _stores
+from tdsync.config import Settings
 
 SECRET_URI = "postgresql://app:Sup3r-s3cret@db.internal:5432/sales"
 
 
 @pytest.fixture
-def client(tdsync_env: dict[str, str]) -> Iterator[TestClient]:
-    app = create_app()
+def client(tdsync_env: dict[str, str], settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings)
 
     def explode() -> None:
         raise RuntimeError(f"could not reach {SECRET_URI}")
@@ -55,7 +56,7 @@ def test_a_driver_failure_outside_the_store_is_503_storage_unavailable(client: T
 
 
 def test_mongo_going_away_after_start_turns_requests_into_503(
-    tdsync_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tdsync_env: dict[str, str], tmp_path: Path, settings: Settings
 ):
     from secantus import SecantusDBServer
 
@@ -63,18 +64,16 @@ def test_mongo_going_away_after_start_turns_requests_into_503(
     server.start()
     uri = server.uri.rstrip("/") + "/?retryWrites=false"
     try:
-        with monkeypatch.context() as env:
-            env.setenv("TDSYNC_MONGO_URI", uri)
-            with TestClient(create_app()) as client:
-                assert client.get("/health").status_code == 200
-                assert client.get("/api/v1/database-connections").json() == []
-                server._socket.shutdown(socket.SHUT_RDWR)
-                server.stop()
-                # Both wait out the driver's timeout: side by side, to wait once.
-                with ThreadPoolExecutor(2) as pool:
-                    listed = pool.submit(client.get, "/api/v1/database-connections")
-                    health = pool.submit(client.get, "/health")
-                listed, health = listed.result(), health.result()
+        with TestClient(create_app(settings.model_copy(update={"mongo_uri": uri}))) as client:
+            assert client.get("/health").status_code == 200
+            assert client.get("/api/v1/database-connections").json() == []
+            server._socket.shutdown(socket.SHUT_RDWR)
+            server.stop()
+            # Both wait out the driver's timeout: side by side, to wait once.
+            with ThreadPoolExecutor(2) as pool:
+                listed = pool.submit(client.get, "/api/v1/database-connections")
+                health = pool.submit(client.get, "/health")
+            listed, health = listed.result(), health.result()
     finally:
         for key in [key for key in _stores if key[0] == uri]:
             del _stores[key]  # the cached store points at a server that is gone

@@ -16,6 +16,7 @@ from bson import ObjectId
 from pydantic import TypeAdapter
 
 from tdsync.api.app import create_app
+from tdsync.config import Settings
 from tdsync.models import MASK, TableDescription
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_api.live import free_port, unique
@@ -124,11 +125,11 @@ def test_an_unknown_connection_is_404_before_any_byte_is_streamed(api: httpx.Cli
 
 
 @pytest.fixture
-def server(tdsync_env: dict[str, str]) -> Iterator[str]:
+def server(tdsync_env: dict[str, str], settings: Settings) -> Iterator[str]:
     """The app under uvicorn in this process, so its store can be made to fail mid-answer."""
     port = free_port()
     uv = uvicorn.Server(
-        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()

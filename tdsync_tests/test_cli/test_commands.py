@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from tdsync import runs
+from tdsync.config import Settings
 
 
 @pytest.fixture
@@ -18,12 +19,12 @@ def shop(sqlite_path) -> str:
     return f"sqlite:///{sqlite_path}"
 
 
-def test_add_list_refresh_and_remove_a_connection(tdsync, store, shop):
+def test_add_list_refresh_and_remove_a_connection(tdsync, store, shop, settings: Settings):
     added = tdsync("connections", "add", "shop", shop, "--schedule", "*/30 * * * *")
     listed = tdsync("connections", "list")
     refreshed = tdsync("refresh", "shop")
     # Issue 14: `connections add` lists the tables itself (a refresh run), then `refresh` runs.
-    registration, run = runs.instance().get_runs(
+    registration, run = runs.instance(settings).get_runs(
         filters=dg.RunsFilter(job_name="refresh_table_descriptions")
     )[::-1]
     removed = tdsync("connections", "remove", "shop")
@@ -158,9 +159,9 @@ def test_scan_without_data_records_structure_and_reads_no_rows(tdsync, store, sq
     assert orders.examples == [] and orders.columns[1].categories is None
 
 
-def test_scan_of_named_tables_only_scans_those(tdsync, store, shop):
+def test_scan_of_named_tables_only_scans_those(tdsync, store, shop, settings: Settings):
     conn = store.add_connection(alias="shop", connection_uri=shop)
-    runs.refresh(conn.id, trigger="cli")
+    runs.refresh(conn.id, trigger="cli", settings=settings)
 
     result = tdsync("scan", "shop", "--table", "orders")
     unknown = tdsync("scan", "shop", "--table", "nope")

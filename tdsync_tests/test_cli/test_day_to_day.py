@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tdsync import runs
+from tdsync.config import Settings
 from tdsync_tests.test_cli.conftest import TDSYNC
 
 
@@ -115,10 +116,10 @@ def test_update_with_the_uri_as_listed_keeps_the_stored_password(tdsync, store, 
 
 
 def test_an_emptied_schema_is_refused_with_the_way_out_then_deprecated_once_confirmed(
-    tdsync, store, shop, sqlite_path
+    tdsync, store, shop, sqlite_path, settings: Settings
 ):
     conn = store.add_connection(alias="shop", connection_uri=shop)
-    runs.refresh(conn.id, trigger="cli")
+    runs.refresh(conn.id, trigger="cli", settings=settings)
     sqlite3.connect(sqlite_path).executescript("DROP TABLE orders; DROP TABLE customers;")
 
     refused = tdsync("refresh", "shop")
@@ -141,7 +142,7 @@ def test_an_emptied_schema_is_refused_with_the_way_out_then_deprecated_once_conf
 
 
 def test_list_shows_schedules_and_copyable_ids_and_uris_when_not_a_terminal(
-    tdsync_env, store, tmp_path
+    tdsync_env, store, tmp_path, settings: Settings
 ):
     # A long path: a table narrowed to 80 columns would wrap or cut it.
     folder = tmp_path / ("a-rather-long-folder-name-" * 4)
@@ -151,7 +152,7 @@ def test_list_shows_schedules_and_copyable_ids_and_uris_when_not_a_terminal(
     conn = store.add_connection(
         alias="shop", connection_uri=f"sqlite:///{source}", refresh_schedule="0 3 * * *"
     )
-    runs.refresh(conn.id, trigger="cli")
+    runs.refresh(conn.id, trigger="cli", settings=settings)
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
 
     listed = subprocess.run(

@@ -13,16 +13,14 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
 from tdsync.catalogue import open_store
-from tdsync.config import Settings
 from tdsync.models import utcnow
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import TEST_KEY, until
-from tdsync_tests.test_api.live import free_port, isolated_env
+from tdsync_tests.test_api.live import free_port, isolated_env, settings_for
 from tdsync_tests.test_cli.conftest import TDSYNC
 
 LOCATION = "tdsync.definitions"
@@ -94,8 +92,7 @@ def dev(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[De
     env = {**os.environ, **isolated_env(mongo_uri, home, key=TEST_KEY, db_prefix="tdsync_dev")}
     env["TDSYNC_LOG_MAX_BYTES"] = str(LOG_MAX_BYTES)
     env.pop("TDSYNC_API_KEY", None)
-    with mock.patch.dict(os.environ, env):
-        store = open_store(Settings.from_env())
+    store = open_store(settings_for(env))
     api_port, ui_port = free_port(), free_port()
     process = subprocess.Popen(
         [TDSYNC, "dev", "--host", "127.0.0.1", "--port", str(api_port)]

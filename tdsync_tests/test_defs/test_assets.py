@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from tdsync import runs
+from tdsync.config import Settings
 from tdsync.definitions import defs
 from tdsync.defs.assets import NO_FAILED, NO_STUCK_SCANS, TABLE_DESCRIPTIONS
 from tdsync.defs.partitions import CONNECTIONS
@@ -47,14 +48,14 @@ def latest_materialization(instance: dg.DagsterInstance, connection: str) -> dg.
 
 
 def test_each_refresh_materializes_its_connection_partition_with_counts_and_changes(
-    store, connection, sqlite_path
+    store, connection, sqlite_path, settings: Settings
 ):
-    runs.refresh(connection, trigger="cli")
+    runs.refresh(connection, trigger="cli", settings=settings)
     with sqlite3.connect(sqlite_path) as db:
         # Not legacy's structure: that would be legacy renamed (issue 17).
         db.executescript("DROP TABLE legacy; CREATE TABLE invoices (id INTEGER, total NUMERIC);")
-    runs.refresh(connection, trigger="cli")
-    instance = runs.instance()
+    runs.refresh(connection, trigger="cli", settings=settings)
+    instance = runs.instance(settings)
 
     assert instance.get_dynamic_partitions(CONNECTIONS.name) == ["shop"]  # by alias
     record = latest_materialization(instance, "shop")
@@ -71,8 +72,10 @@ def test_each_refresh_materializes_its_connection_partition_with_counts_and_chan
     assert metadata["connection"] == "shop"
 
 
-def test_checks_fail_on_failed_rows_and_on_scans_past_their_lease(store, connection):
-    runs.refresh(connection, trigger="cli")
+def test_checks_fail_on_failed_rows_and_on_scans_past_their_lease(
+    store, connection, settings: Settings
+):
+    runs.refresh(connection, trigger="cli", settings=settings)
     store.descriptions.update_one(
         {"table_name": "orders"},
         {"$set": {"status": Status.FAILED.value, "error_message": "permission denied"}},
@@ -86,7 +89,7 @@ def test_checks_fail_on_failed_rows_and_on_scans_past_their_lease(store, connect
             }
         },
     )
-    instance = runs.instance()
+    instance = runs.instance(settings)
 
     checked = check_job().execute_in_process(instance=instance)
     evaluations = {e.check_name: e for e in checked.get_asset_check_evaluations()}

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from tdsync import runs
 from tdsync.api.app import create_app
+from tdsync.config import Settings
 from tdsync.definitions import defs
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.defs.resources import CatalogueResource
@@ -38,75 +39,81 @@ def shop_uri(tmp_path: Path) -> str:
     return uri
 
 
-def evaluate(cursor: str | None) -> tuple[list[dg.RunRequest], str | None, str | None]:
+def evaluate(
+    cursor: str | None, *, settings: Settings
+) -> tuple[list[dg.RunRequest], str | None, str | None]:
     """One evaluation of the auto-scan sensor on the instance the refreshes ran on."""
-    context = dg.build_sensor_context(instance=runs.instance(), cursor=cursor, resources=RESOURCES)
+    context = dg.build_sensor_context(
+        instance=runs.instance(settings), cursor=cursor, resources=RESOURCES
+    )
     result = scan_what_refreshes_found.evaluate_tick(context)
     return list(result.run_requests or []), result.cursor, result.skip_message
 
 
-def run_requested(request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+def run_requested(request: dg.RunRequest, *, settings: Settings) -> dg.ExecuteInProcessResult:
     job = defs().get_job_def("scan_table_descriptions")
     return job.execute_in_process(
-        run_config=request.run_config, instance=runs.instance(), tags=request.tags
+        run_config=request.run_config, instance=runs.instance(settings), tags=request.tags
     )
 
 
 def test_refresh_that_adds_a_table_gets_a_scan_of_that_table_alone(
-    store: CatalogueStore, shop_uri: str
+    store: CatalogueStore, shop_uri: str, settings: Settings
 ) -> None:
     shop = store.add_connection(alias="shop", connection_uri=shop_uri, auto_scan=True).id
-    runs.refresh(shop, trigger="cli")
-    [first], cursor, _ = evaluate(None)
+    runs.refresh(shop, trigger="cli", settings=settings)
+    [first], cursor, _ = evaluate(None, settings=settings)
     assert first.run_config["ops"]["start_scan"]["config"]["table_names"] == [
         "main.customers",
         "main.orders",
     ]
-    assert run_requested(first).success
+    assert run_requested(first, settings=settings).success
     scanned = {d.table_name: d.last_schema_sync for d in store.list_descriptions(shop)}
 
     run_statements(shop_uri, ["CREATE TABLE refunds (id INTEGER PRIMARY KEY, amount REAL)"])
-    assert runs.refresh(shop, trigger="cli")["added"] == 1
-    [request], cursor, _ = evaluate(cursor)
+    assert runs.refresh(shop, trigger="cli", settings=settings)["added"] == 1
+    [request], cursor, _ = evaluate(cursor, settings=settings)
 
     assert (request.tags[CONNECTION_TAG], request.tags[TRIGGER_TAG]) == (shop, "sensor")
     assert request.run_key.startswith(f"{shop}@")
     config = request.run_config["ops"]["start_scan"]["config"]
     assert (config["table_names"], config["changed_only"]) == (["main.refunds"], False)
-    assert run_requested(request).success
+    assert run_requested(request, settings=settings).success
     after = {d.table_name: d for d in store.list_descriptions(shop)}
     assert after["refunds"].status == Status.SCANNED
     assert [c.name for c in after["refunds"].columns] == ["id", "amount"]
     assert {n: after[n].last_schema_sync for n in scanned} == scanned  # the others untouched
 
     # Looked at once: the next evaluation has nothing new.
-    requests, _, skipped = evaluate(cursor)
+    requests, _, skipped = evaluate(cursor, settings=settings)
     assert requests == [] and skipped == "no refresh since the last evaluation"
 
 
-def test_renamed_table_is_scanned_under_its_new_name(store: CatalogueStore, shop_uri: str) -> None:
+def test_renamed_table_is_scanned_under_its_new_name(
+    store: CatalogueStore, shop_uri: str, settings: Settings
+) -> None:
     shop = store.add_connection(alias="shop", connection_uri=shop_uri, auto_scan=True).id
-    runs.refresh(shop, trigger="cli")
-    runs.scan(shop, trigger="cli")
-    _, cursor, _ = evaluate(None)
+    runs.refresh(shop, trigger="cli", settings=settings)
+    runs.scan(shop, trigger="cli", settings=settings)
+    _, cursor, _ = evaluate(None, settings=settings)
 
     run_statements(shop_uri, ["ALTER TABLE orders RENAME TO sales_orders"])
-    assert runs.refresh(shop, trigger="cli")["renamed"] == 1
-    [request], _, _ = evaluate(cursor)
+    assert runs.refresh(shop, trigger="cli", settings=settings)["renamed"] == 1
+    [request], _, _ = evaluate(cursor, settings=settings)
 
     assert request.run_config["ops"]["start_scan"]["config"]["table_names"] == ["main.sales_orders"]
-    assert run_requested(request).success
+    assert run_requested(request, settings=settings).success
     (row,) = store.list_descriptions(shop, table_name="sales_orders")
     assert row.status == Status.SCANNED and "sales_orders" in row.table_schema
 
 
 def test_refreshes_of_a_connection_without_auto_scan_request_nothing_and_say_why(
-    store: CatalogueStore, shop_uri: str
+    store: CatalogueStore, shop_uri: str, settings: Settings
 ) -> None:
     shop = store.add_connection(alias="shop", connection_uri=shop_uri).id
-    runs.refresh(shop, trigger="cli")
+    runs.refresh(shop, trigger="cli", settings=settings)
 
-    requests, cursor, skipped = evaluate(None)
+    requests, cursor, skipped = evaluate(None, settings=settings)
 
     assert requests == [] and cursor is not None
     assert skipped == (
@@ -150,9 +157,9 @@ def test_scan_schedule_fans_out_one_changed_only_scan_per_due_connection(
 
 
 def test_connection_api_takes_auto_scan_and_scan_schedule_and_refuses_a_bad_cron(
-    tdsync_env: dict[str, str], shop_uri: str
+    tdsync_env: dict[str, str], shop_uri: str, settings: Settings
 ) -> None:
-    with TestClient(create_app()) as client:
+    with TestClient(create_app(settings)) as client:
         url = "/api/v1/database-connections"
         body = {"alias": "shop", "connection_uri": shop_uri, "auto_scan": True}
         created = client.post(url, json={**body, "scan_schedule": "0 * * * *"})

@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from tdsync import leases, runs
+from tdsync.config import Settings
 from tdsync.definitions import defs
 from tdsync.defs.partitions import ensure_partition
 from tdsync.defs.refresh_job import refresh_table_descriptions
@@ -60,16 +61,20 @@ def refresh_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
 
 
 def test_second_refresh_during_a_running_one_waits_and_returns_its_result(
-    store, connection, paused_listing
+    store, connection, paused_listing, settings: Settings
 ):
-    first, first_out = in_thread(lambda: runs.refresh(connection, trigger="webhook"))
+    first, first_out = in_thread(
+        lambda: runs.refresh(connection, trigger="webhook", settings=settings)
+    )
     until(
         lambda: (store.connection_lease(connection) or {}).get("holder"),
         "the lease is held",
         timeout_s=20,
         poll_s=0.02,
     )
-    second, second_out = in_thread(lambda: runs.refresh(connection, trigger="cli"))
+    second, second_out = in_thread(
+        lambda: runs.refresh(connection, trigger="cli", settings=settings)
+    )
     time.sleep(0.5)  # give the second caller time to (wrongly) start a run of its own
     assert second.is_alive(), "the second refresh did not wait for the first"
 
@@ -80,64 +85,70 @@ def test_second_refresh_during_a_running_one_waits_and_returns_its_result(
     assert "error" not in first_out and "error" not in second_out
     assert first_out["value"]["added"] == 2
     assert second_out["value"] == first_out["value"]
-    assert len(refresh_runs(runs.instance())) == 1
+    assert len(refresh_runs(runs.instance(settings))) == 1
     assert (store.connection_lease(connection) or {}).get("holder") is None
 
 
-def test_refresh_waiting_on_another_kind_of_run_runs_after_it_not_alongside(store, connection):
+def test_refresh_waiting_on_another_kind_of_run_runs_after_it_not_alongside(
+    store, connection, settings: Settings
+):
     # Another job's run (a scan, say) holds the connection: the refresh must wait, then run.
     assert store.acquire_connection_lease(
         connection, holder="scan-run", kind="scan_table_descriptions", ttl_s=60, now=utcnow()
     )
-    waiting, outcome = in_thread(lambda: runs.refresh(connection, trigger="webhook"))
+    waiting, outcome = in_thread(
+        lambda: runs.refresh(connection, trigger="webhook", settings=settings)
+    )
     time.sleep(0.5)
     assert waiting.is_alive()
-    assert refresh_runs(runs.instance()) == []
+    assert refresh_runs(runs.instance(settings)) == []
 
     leases.release(store, "scan-run", succeeded=True)
     waiting.join(30)
 
     assert outcome["value"]["added"] == 2
-    [run] = refresh_runs(runs.instance())
+    [run] = refresh_runs(runs.instance(settings))
     assert run.status == dg.DagsterRunStatus.SUCCESS
 
 
 def test_refresh_gives_up_with_connection_busy_after_the_bounded_wait(
-    store, connection, monkeypatch
+    store, connection, settings: Settings
 ):
-    monkeypatch.setenv("TDSYNC_LEASE_WAIT_S", "0.5")
+    settings = settings.model_copy(update={"lease_wait_s": 0.5})
     assert store.acquire_connection_lease(
         connection, holder="stuck-run", kind="scan_table_descriptions", ttl_s=60, now=utcnow()
     )
 
     with pytest.raises(ConnectionBusy) as busy:
-        runs.refresh(connection, trigger="cli")
+        runs.refresh(connection, trigger="cli", settings=settings)
 
     assert busy.value.http_status == 409
     assert busy.value.detail["run_id"] == "stuck-run"
-    assert refresh_runs(runs.instance()) == []
+    assert refresh_runs(runs.instance(settings)) == []
 
 
-def test_lease_of_a_crashed_holder_expires_and_the_next_refresh_proceeds(store, connection):
+def test_lease_of_a_crashed_holder_expires_and_the_next_refresh_proceeds(
+    store, connection, settings: Settings
+):
     long_ago = utcnow() - timedelta(minutes=10)
     assert store.acquire_connection_lease(
         connection, holder="crashed-run", kind="scan_table_descriptions", ttl_s=60, now=long_ago
     )
 
-    summary = runs.refresh(connection, trigger="cli")
+    summary = runs.refresh(connection, trigger="cli", settings=settings)
 
     assert summary["added"] == 2
     assert store.connection_lease(connection)["last"]["holder"] != "crashed-run"
 
 
 def test_run_launched_outside_tdsync_runs_takes_the_lease_inside_the_job(
-    store, connection, monkeypatch
+    store, connection, monkeypatch, settings: Settings
 ):
     """As a run launched from the Dagster UI does: only the job's own ops guard it."""
     assert store.acquire_connection_lease(
         connection, holder="api-run", kind="refresh_table_descriptions", ttl_s=60, now=utcnow()
     )
-    instance = runs.instance()
+    instance = runs.instance(settings)
 
     def launched_run() -> dg.ExecuteInProcessResult:
         job = defs().resolve_job_def(refresh_table_descriptions.name)
@@ -165,12 +176,14 @@ def test_run_launched_outside_tdsync_runs_takes_the_lease_inside_the_job(
     assert lease["last"]["outcome"] == {"run_id": result.run_id}  # joiners read its materialization
 
 
-def test_failed_run_releases_its_lease_with_the_failure_recorded(store, tmp_path):
+def test_failed_run_releases_its_lease_with_the_failure_recorded(
+    store, tmp_path, settings: Settings
+):
     unreachable = tmp_path / "no-such-folder" / "shop.db"
     conn = store.add_connection(alias="gone", connection_uri=f"sqlite:///{unreachable}")
 
     with pytest.raises(InvalidDatabaseConnection):
-        runs.refresh(conn.id, trigger="cli")
+        runs.refresh(conn.id, trigger="cli", settings=settings)
 
     lease = store.connection_lease(conn.id)
     assert lease["holder"] is None

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from tdsync import runs
+from tdsync.config import Settings
 from tdsync.defs.refresh_job import CONNECTION_TAG
 from tdsync.defs.resources import CatalogueResource
 from tdsync.defs.sensors import orphan_reason, settle_orphaned_runs
@@ -53,7 +54,7 @@ def test_a_run_still_waiting_for_the_lease_is_alive_until_it_outlives_the_longes
 
 
 def test_killed_api_process_run_is_marked_failed_and_frees_its_connection(
-    store, tdsync_env, silent_port, sqlite_path
+    store, tdsync_env, silent_port, sqlite_path, settings: Settings
 ):
     conn = store.add_connection(
         alias="hangs", connection_uri=f"postgresql://reader:pw@127.0.0.1:{silent_port}/db"
@@ -63,13 +64,14 @@ def test_killed_api_process_run_is_marked_failed_and_frees_its_connection(
         [
             sys.executable,
             "-c",
-            f"from tdsync import runs; runs.refresh({conn.id!r}, trigger='webhook')",
+            "from tdsync import runs; from tdsync.config import Settings; "
+            f"runs.refresh({conn.id!r}, trigger='webhook', settings=Settings.from_env())",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    instance = runs.instance()
+    instance = runs.instance(settings)
     try:
         deadline = time.monotonic() + 60
         started = []
@@ -104,4 +106,4 @@ def test_killed_api_process_run_is_marked_failed_and_frees_its_connection(
 
     # The connection is usable again: a refresh of it runs (and fails only on its own source).
     store.update_connection(conn.id, connection_uri=f"sqlite:///{sqlite_path}")
-    assert runs.refresh(conn.id, trigger="cli")["added"] == 0
+    assert runs.refresh(conn.id, trigger="cli", settings=settings)["added"] == 0

@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from tdsync import runs
+from tdsync.config import Settings
 from tdsync.defs.resources import default_resources
 from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
 from tdsync.errors import ValidationFailed
@@ -27,11 +28,11 @@ OUT_OF_BOUNDS = [
 
 
 @pytest.fixture
-def shop(store: CatalogueStore, tmp_path: Path) -> str:
+def shop(store: CatalogueStore, tmp_path: Path, settings: Settings) -> str:
     path = tmp_path / "shop.db"
     run_statements(f"sqlite:///{path}", SQLITE_SHOP)
     connection_id = store.add_connection(alias="shop", connection_uri=f"sqlite:///{path}").id
-    runs.refresh(connection_id, trigger="cli")
+    runs.refresh(connection_id, trigger="cli", settings=settings)
     return connection_id
 
 
@@ -62,21 +63,24 @@ def test_a_scan_run_launched_with_out_of_bounds_config_fails_before_claiming_any
 
 @pytest.mark.parametrize("options", OUT_OF_BOUNDS)
 def test_the_api_and_cli_path_refuses_out_of_bounds_options_before_starting_a_run(
-    store: CatalogueStore, shop: str, options: dict
+    store: CatalogueStore, shop: str, options: dict, settings: Settings
 ):
     with pytest.raises(ValidationFailed) as refused:
-        runs.scan(shop, trigger="cli", options=options)
+        runs.scan(shop, trigger="cli", options=options, settings=settings)
 
     assert [error["loc"] for error in refused.value.detail] == [tuple(options)]
-    assert not runs.instance().get_runs(dg.RunsFilter(job_name="scan_table_descriptions"))
+    assert not runs.instance(settings).get_runs(dg.RunsFilter(job_name="scan_table_descriptions"))
     assert {d.status for d in store.list_descriptions(shop)} == {Status.NOT_SCANNED}
 
 
-def test_the_bounds_leave_the_documented_scans_possible(store: CatalogueStore, shop: str):
+def test_the_bounds_leave_the_documented_scans_possible(
+    store: CatalogueStore, shop: str, settings: Settings
+):
     summary = runs.scan(
         shop,
         trigger="cli",
         options={"example_rows": 20, "max_categories": 1_000, "concurrency": 16},
+        settings=settings,
     )
     assert summary["failed"] == 0 and summary["scanned"] == summary["tables"] == 5
 

@@ -4,6 +4,7 @@ import dagster as dg
 import pytest
 
 from tdsync import runs
+from tdsync.config import Settings
 from tdsync.defs.partitions import CONNECTIONS
 from tdsync.defs.refresh_job import CONNECTION_TAG
 from tdsync.defs.resources import CatalogueResource
@@ -81,8 +82,10 @@ def settle_failure(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResu
     settle_failed_runs(context)
 
 
-def test_failed_scan_turns_its_synchronizing_rows_failed_with_the_run_error(store, connection):
-    instance = runs.instance()
+def test_failed_scan_turns_its_synchronizing_rows_failed_with_the_run_error(
+    store, connection, settings: Settings
+):
+    instance = runs.instance(settings)
     result = failed_scan(instance, connection)
     synchronizing(store, "orders", result.run_id)
     synchronizing(store, "customers", None)  # marked before the run claimed it
@@ -105,8 +108,8 @@ def test_failed_scan_turns_its_synchronizing_rows_failed_with_the_run_error(stor
     assert lease["last"] == {**lease["last"], "holder": result.run_id, "succeeded": False}
 
 
-def test_cancelled_scan_turns_its_synchronizing_rows_failed(store, connection):
-    instance = runs.instance()
+def test_cancelled_scan_turns_its_synchronizing_rows_failed(store, connection, settings: Settings):
+    instance = runs.instance(settings)
     run = instance.create_run_for_job(stand_in_scan, tags={CONNECTION_TAG: connection})
     synchronizing(store, "invoices", run.run_id)
     instance.report_run_canceling(run)
@@ -127,7 +130,7 @@ def test_cancelled_scan_turns_its_synchronizing_rows_failed(store, connection):
     assert error == f"scan run {run.run_id} was cancelled before it finished"
 
 
-def test_run_error_written_to_rows_never_holds_the_password(store, sqlite_path):
+def test_run_error_written_to_rows_never_holds_the_password(store, sqlite_path, settings: Settings):
     conn = store.add_connection(
         alias="leaky", connection_uri="postgresql://reader:hunter2@db.internal:5432/sales"
     )
@@ -144,7 +147,7 @@ def test_run_error_written_to_rows_never_holds_the_password(store, sqlite_path):
     def leaking_scan() -> None:
         scan_that_leaks()
 
-    instance = runs.instance()
+    instance = runs.instance(settings)
     result = leaking_scan.execute_in_process(
         instance=instance, tags={CONNECTION_TAG: conn.id}, raise_on_error=False
     )
@@ -156,8 +159,8 @@ def test_run_error_written_to_rows_never_holds_the_password(store, sqlite_path):
     assert "hunter2" not in error
 
 
-def test_failed_refresh_leaves_descriptions_alone(store, connection):
-    instance = runs.instance()
+def test_failed_refresh_leaves_descriptions_alone(store, connection, settings: Settings):
+    instance = runs.instance(settings)
     synchronizing(store, "orders", "a-scan-in-progress")
 
     @dg.job(name="refresh_table_descriptions")

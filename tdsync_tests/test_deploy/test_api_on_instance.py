@@ -20,10 +20,13 @@ from tdsync_tests.test_deploy.conftest import http_refresh_and_scan, process_env
 
 @pytest.fixture
 def production_env(
-    tdsync_env: dict[str, str], dagster_pg: str, monkeypatch: pytest.MonkeyPatch
+    tdsync_env: dict[str, str],
+    settings: Settings,
+    dagster_pg: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, str]:
     monkeypatch.setenv("TDSYNC_DEPLOYMENT", "production")
-    ensure_dagster_home(Settings.from_env())
+    ensure_dagster_home(settings)
     return {**tdsync_env, "TDSYNC_DEPLOYMENT": "production"}
 
 
@@ -118,15 +121,15 @@ def test_a_refresh_nothing_dequeues_is_connection_busy_and_its_run_cancelled(
     production_env: dict[str, str],
     store: CatalogueStore,
     sqlite_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    settings: Settings,
 ) -> None:
-    monkeypatch.setenv("TDSYNC_LEASE_WAIT_S", "1")
+    settings = settings.model_copy(update={"lease_wait_s": 1.0})
     conn = store.add_connection(alias="prod-queued", connection_uri=shop(sqlite_path))
 
     # No dagster-daemon runs: the submitted run stays queued.
     with pytest.raises(ConnectionBusy, match="no dagster-daemon") as busy:
-        runs.refresh(conn.id, trigger="cli")
+        runs.refresh(conn.id, trigger="cli", settings=settings)
 
-    run = runs.instance().get_run_by_id(busy.value.detail["run_id"])
+    run = runs.instance(settings).get_run_by_id(busy.value.detail["run_id"])
     assert run.status == dg.DagsterRunStatus.CANCELED
     assert store.list_descriptions(conn.id) == []

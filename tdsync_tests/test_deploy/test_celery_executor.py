@@ -38,6 +38,7 @@ pytestmark = pytest.mark.filterwarnings(
 @pytest.fixture
 def distributed_env(
     tdsync_env: dict[str, str],
+    settings: Settings,
     dagster_pg: str,
     amqp_url: str,
     tmp_path: Path,
@@ -52,7 +53,7 @@ def distributed_env(
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    ensure_dagster_home(Settings.from_env())
+    ensure_dagster_home(settings)
     return {**tdsync_env, **env}
 
 

@@ -38,9 +38,9 @@ def test_new_dagster_home_starts_from_the_configuration_tdsync_deployment_names(
         monkeypatch.delenv("TDSYNC_DEPLOYMENT", raising=False)
     else:
         monkeypatch.setenv("TDSYNC_DEPLOYMENT", deployment)
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.setenv("DAGSTER_HOME", "")  # ensure_dagster_home exports it: restored after
 
-    home = ensure_dagster_home(Settings.from_env())
+    home = ensure_dagster_home(Settings(home=tmp_path, dagster_home=tmp_path / "dagster"))
 
     assert (home / "dagster.yaml").read_text() == (DEPLOY_DIR.parent / source).read_text()
 
@@ -49,10 +49,10 @@ def test_an_existing_dagster_yaml_is_kept_whatever_the_deployment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", "")  # ensure_dagster_home exports it: restored after
     monkeypatch.setenv("TDSYNC_DEPLOYMENT", "production")
 
-    ensure_dagster_home(Settings.from_env())
+    ensure_dagster_home(Settings(home=tmp_path, dagster_home=tmp_path))
 
     assert (tmp_path / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
 

@@ -18,7 +18,7 @@ from tdsync import runs
 from tdsync.errors import ConnectionNotFound
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import until
-from tdsync_tests.test_api.live import ApiProcess, unique
+from tdsync_tests.test_api.live import ApiProcess, settings_for, unique
 from tdsync_tests.test_reliability.conftest import child_env
 
 CONNECTIONS = "/api/v1/database-connections"
@@ -58,7 +58,8 @@ def test_a_delete_between_a_refreshs_read_and_its_inserts_leaves_no_description(
     # The worst moment, made certain: the refresh (here, in this test's process) has read the
     # catalogue and planned 200 inserts when the API (another process) deletes the connection.
     for key, value in reliability_env.items():
-        monkeypatch.setenv(key, value)
+        monkeypatch.setenv(key, value)  # for the runs this process starts
+    settings = settings_for(reliability_env)
     connection = register(reliability_api, source_with_tables(tmp_path / "src.db", 200))
     # The refresh's read of the catalogue starts with its version (issue 18), which may spare it
     # the read of the rows: the delete lands right after that first read.
@@ -72,7 +73,7 @@ def test_a_delete_between_a_refreshs_read_and_its_inserts_leaves_no_description(
     monkeypatch.setattr(CatalogueStore, "catalogue_version", then_deleted)
 
     with pytest.raises(ConnectionNotFound, match="deleted while it was being refreshed"):
-        runs.refresh(connection["id"], trigger="cli")
+        runs.refresh(connection["id"], trigger="cli", settings=settings)
 
     assert descriptions_of(reliability_store, connection["id"]) == 0
     assert reliability_store.connections.count_documents({"alias": connection["alias"]}) == 0

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from tdsync import runs
+from tdsync.config import Settings
 from tdsync.models import Status
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database
@@ -189,7 +190,7 @@ def canary_rows(uri: str) -> list[tuple]:
 
 @pytest.mark.parametrize("hostile_source", list(DIALECTS), indirect=True)
 def test_hostile_names_are_catalogued_exactly_and_inject_nothing(
-    store: CatalogueStore, hostile_source: tuple[str, str], tmp_path: Path
+    store: CatalogueStore, hostile_source: tuple[str, str], tmp_path: Path, settings: Settings
 ):
     dialect_name, uri = hostile_source
     dialect = DIALECTS[dialect_name]
@@ -202,9 +203,11 @@ def test_hostile_names_are_catalogued_exactly_and_inject_nothing(
     database = sa.make_url(uri).database
 
     with StatementLog(Path(database).name if dialect_name == "sqlite" else database) as log:
-        runs.refresh(connection_id, trigger="cli")
-        summary = runs.scan(connection_id, trigger="cli")
-        runs.refresh(connection_id, trigger="cli")  # nothing changed: nothing to write
+        runs.refresh(connection_id, trigger="cli", settings=settings)
+        summary = runs.scan(connection_id, trigger="cli", settings=settings)
+        runs.refresh(
+            connection_id, trigger="cli", settings=settings
+        )  # nothing changed: nothing to write
 
     rows = store.list_descriptions(connection_id)
     assert {(d.schema_name, d.table_name) for d in rows} == dialect.expected(default)

@@ -26,6 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from tdsync.cli import main
+from tdsync.config import Settings
 from tdsync.errors import InvalidDatabaseConnection
 from tdsync.models import Status, TableType
 from tdsync.scan import ScanOptions, ScanTarget, scan_tables
@@ -206,12 +207,12 @@ def writable_source(request, tmp_path: Path) -> Iterator[tuple[str, str]]:
     ],
 )
 def test_a_write_through_tdsyncs_engine_fails_on_every_dialect(
-    writable_source: tuple[str, str], write: str
+    writable_source: tuple[str, str], write: str, source_settings: Settings
 ):
     uri, table = writable_source
     with (
         pytest.raises(InvalidDatabaseConnection) as err,
-        source_engine(uri, timeout_s=5) as engine,
+        source_engine(uri, timeout_s=5, settings=source_settings) as engine,
         engine.begin() as conn,
     ):
         conn.execute(sa.text(write.format(t=table)))
@@ -329,7 +330,9 @@ def test_a_server_that_is_not_the_database_is_named_in_tdsyncs_words(
 # -- credential columns of system catalogs are masked -------------------------------------------
 
 
-def test_mariadb_user_passwords_are_masked_in_examples_of_the_mysql_schema(canary_mysql: str):
+def test_mariadb_user_passwords_are_masked_in_examples_of_the_mysql_schema(
+    canary_mysql: str, source_settings: Settings
+):
     # MariaDB's own password hash of the canary user, as mysql.user shows it.
     digest = hashlib.sha1(hashlib.sha1(CANARY.encode()).digest()).hexdigest().upper()
     admin = sa.make_url(MYSQL_ADMIN_URL).set(database="mysql").render_as_string(False)
@@ -339,7 +342,10 @@ def test_mariadb_user_passwords_are_masked_in_examples_of_the_mysql_schema(canar
     ]
 
     every_row = ScanOptions(example_rows=1000)
-    results = {r.target.table_name: r for r in scan_tables(admin, targets, options=every_row)}
+    results = {
+        r.target.table_name: r
+        for r in scan_tables(admin, targets, options=every_row, settings=source_settings)
+    }
 
     assert all(r.ok for r in results.values()), results
     user, priv = results["user"].examples, results["global_priv"].examples

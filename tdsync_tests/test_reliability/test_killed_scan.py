@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from tdsync import runs
+from tdsync.config import Settings
 from tdsync.models import Status, as_utc, utcnow
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import PG_ADMIN_URL, _server_database, execute, until
@@ -74,10 +75,14 @@ MID_SCAN = {"a_quick": Status.SCANNED, "b_quick": Status.SCANNED, "z_slow": Stat
 
 
 def test_cli_scan_killed_mid_scan_recovers_and_a_rescan_converges(
-    store: CatalogueStore, slow_source: str, tdsync_env: dict[str, str], tmp_path: Path
+    store: CatalogueStore,
+    slow_source: str,
+    tdsync_env: dict[str, str],
+    tmp_path: Path,
+    settings: Settings,
 ):
     connection_id = store.add_connection(alias="slow", connection_uri=slow_source).id
-    runs.refresh(connection_id, trigger="cli")
+    runs.refresh(connection_id, trigger="cli", settings=settings)
     for row in store.list_descriptions(connection_id):
         store.update_description(row.id, {"description": f"about {row.table_name}"})
 
@@ -97,14 +102,16 @@ def test_cli_scan_killed_mid_scan_recovers_and_a_rescan_converges(
     until(lambda: utcnow() > expiry, "the dead scan's lease has run out", timeout_s=10)
 
     started = time.monotonic()
-    runs.refresh(connection_id, trigger="cli")  # waits out the dead run's connection lease
+    runs.refresh(
+        connection_id, trigger="cli", settings=settings
+    )  # waits out the dead run's connection lease
     refresh_s = time.monotonic() - started
     after_refresh = {d.table_name: d for d in store.list_descriptions(connection_id)}
     # The dead run's query goes on server-side until its statement timeout (120 s here) and
     # holds a lock on the view: ended, so that the view can be replaced.
     end_queries(slow_source, "FROM z_slow")
     execute(slow_source, FAST)
-    rescan = runs.scan(connection_id, trigger="cli")
+    rescan = runs.scan(connection_id, trigger="cli", settings=settings)
     after_rescan = {d.table_name: d for d in store.list_descriptions(connection_id)}
 
     assert child.returncode == -signal.SIGKILL

@@ -29,7 +29,7 @@ from tdsync.errors import TdsyncError
 from tdsync.models import Status
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, until
-from tdsync_tests.test_api.live import ApiProcess, unique
+from tdsync_tests.test_api.live import ApiProcess, settings_for, unique
 from tdsync_tests.test_reliability.conftest import CANARY
 
 CONNECTIONS = "/api/v1/database-connections"
@@ -114,7 +114,8 @@ def test_the_password_never_leaves_through_responses_logs_events_or_storage(
 ):
     caplog.set_level(logging.DEBUG)
     for key, value in reliability_env.items():
-        monkeypatch.setenv(key, value)
+        monkeypatch.setenv(key, value)  # for the runs this process starts
+    settings = settings_for(reliability_env)
     pg = pg_secrets_source
     role = sa.make_url(pg).username
     pg_url = sa.make_url(pg)
@@ -227,8 +228,8 @@ def test_the_password_never_leaves_through_responses_logs_events_or_storage(
                 )
                 outputs += [done.stdout, done.stderr]
             for action in (
-                lambda: runs.refresh(my_id, trigger="cli"),
-                lambda: runs.scan(pg_id, trigger="cli"),
+                lambda: runs.refresh(my_id, trigger="cli", settings=settings),
+                lambda: runs.scan(pg_id, trigger="cli", settings=settings),
             ):
                 with pytest.raises(TdsyncError) as raised:
                     action()

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tdsync import runs
+from tdsync.config import Settings
 from tdsync.errors import InvalidDatabaseConnection
 from tdsync.models import Status
 from tdsync.sources import answer_deadline_s, create_source_engine, list_live_tables
@@ -67,8 +68,10 @@ def quick_timeouts(tdsync_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("TDSYNC_SCAN_STALL_S", str(STALL_S))
 
 
-def test_postgresql_connections_carry_keepalives_and_a_tcp_user_timeout(source: str):
-    engine = create_source_engine(source, timeout_s=10)
+def test_postgresql_connections_carry_keepalives_and_a_tcp_user_timeout(
+    source: str, source_settings: Settings
+):
+    engine = create_source_engine(source, timeout_s=10, settings=source_settings)
     try:
         with engine.connect() as conn:
             dbapi_conn = conn.connection.dbapi_connection
@@ -82,12 +85,14 @@ def test_postgresql_connections_carry_keepalives_and_a_tcp_user_timeout(source: 
 
 
 def test_a_listing_that_gets_no_answer_is_cut_off_within_the_answer_deadline(
-    source: str, proxy: SilentProxy
+    source: str, proxy: SilentProxy, source_settings: Settings
 ):
     proxy.silent_on = b"pg_namespace"  # connects and logs in, then the listing gets nothing
     started = time.monotonic()
     with pytest.raises(InvalidDatabaseConnection) as failed:
-        list_live_tables(through(proxy, source), None, timeout_s=TIMEOUT_S)
+        list_live_tables(
+            through(proxy, source), None, timeout_s=TIMEOUT_S, settings=source_settings
+        )
     waited = time.monotonic() - started
 
     assert proxy.silent_since is not None
@@ -95,12 +100,16 @@ def test_a_listing_that_gets_no_answer_is_cut_off_within_the_answer_deadline(
     assert waited < answer_deadline_s(TIMEOUT_S) + 2
 
 
-def test_a_mariadb_read_that_gets_no_answer_raises_within_the_source_timeout(mysql_url: str):
+def test_a_mariadb_read_that_gets_no_answer_raises_within_the_source_timeout(
+    mysql_url: str, source_settings: Settings
+):
     proxy = SilentProxy(sa.make_url(mysql_url).port or 3306, silent_on=b"SHOW FULL TABLES")
     try:
         started = time.monotonic()
         with pytest.raises(InvalidDatabaseConnection) as failed:
-            list_live_tables(through(proxy, mysql_url), None, timeout_s=TIMEOUT_S)
+            list_live_tables(
+                through(proxy, mysql_url), None, timeout_s=TIMEOUT_S, settings=source_settings
+            )
         waited = time.monotonic() - started
     finally:
         proxy.close()
@@ -110,17 +119,17 @@ def test_a_mariadb_read_that_gets_no_answer_raises_within_the_source_timeout(mys
 
 
 def test_a_scan_whose_source_goes_silent_fails_its_rows_within_the_stall_limit_and_frees_the_connection(
-    store: CatalogueStore, source: str, proxy: SilentProxy, quick_timeouts: None
+    store: CatalogueStore, source: str, proxy: SilentProxy, quick_timeouts: None, settings: Settings
 ):
     connection_id = store.add_connection(alias="quiet", connection_uri=through(proxy, source)).id
-    runs.refresh(connection_id, trigger="cli")
+    runs.refresh(connection_id, trigger="cli", settings=settings)
     proxy.silent_on = f"\nFROM {SILENT_AT}".encode()  # mid-scan, while sampling that table
 
     outcome: dict[str, BaseException] = {}
 
     def scan() -> None:
         try:
-            runs.scan(connection_id, trigger="cli")
+            runs.scan(connection_id, trigger="cli", settings=settings)
         except BaseException as exc:  # kept for the assertions below
             outcome["error"] = exc
 
@@ -151,7 +160,9 @@ def test_a_scan_whose_source_goes_silent_fails_its_rows_within_the_stall_limit_a
 
     proxy.relay_again()
     started = time.monotonic()
-    runs.refresh(connection_id, trigger="cli")  # not held up by the silent scan's lease
+    runs.refresh(
+        connection_id, trigger="cli", settings=settings
+    )  # not held up by the silent scan's lease
     assert time.monotonic() - started < 10
-    summary = runs.scan(connection_id, trigger="cli")
+    summary = runs.scan(connection_id, trigger="cli", settings=settings)
     assert (summary["scanned"], summary["failed"]) == (TABLES, 0)

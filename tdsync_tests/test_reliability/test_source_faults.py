@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from tdsync import runs
+from tdsync.config import Settings
 from tdsync.errors import InvalidDatabaseConnection
 from tdsync.models import Status
 from tdsync.store import CatalogueStore
@@ -54,11 +55,11 @@ def catalogue(store: CatalogueStore, connection_id: str) -> dict[str, tuple[Stat
 
 
 @pytest.fixture
-def catalogued(store: CatalogueStore, source: str) -> str:
+def catalogued(store: CatalogueStore, source: str, settings: Settings) -> str:
     """The source registered, refreshed, `orders` described by a person; then the source
     changes: `legacy` is dropped and `invoices` added."""
     connection_id = store.add_connection(alias="shop", connection_uri=source).id
-    runs.refresh(connection_id, trigger="cli")
+    runs.refresh(connection_id, trigger="cli", settings=settings)
     orders = next(d for d in store.list_descriptions(connection_id) if d.table_name == "orders")
     store.update_description(orders.id, {"description": "one row per order"})
     execute(source, "DROP TABLE legacy", "CREATE TABLE invoices (id int)")
@@ -74,11 +75,11 @@ CONVERGED = {
 
 
 def test_a_listing_whose_connection_is_dropped_once_is_read_again(
-    store: CatalogueStore, source: str, catalogued: str
+    store: CatalogueStore, source: str, catalogued: str, settings: Settings
 ):
     database = sa.make_url(source).database
     with BackendKiller(database, listing, times=1) as killer:
-        runs.refresh(catalogued, trigger="cli")
+        runs.refresh(catalogued, trigger="cli", settings=settings)
 
     assert len(killer.killed) == 1
     assert catalogue(store, catalogued) == CONVERGED
@@ -86,7 +87,7 @@ def test_a_listing_whose_connection_is_dropped_once_is_read_again(
 
 
 def test_a_listing_that_keeps_losing_its_connection_writes_nothing_and_a_rerun_converges(
-    store: CatalogueStore, source: str, catalogued: str
+    store: CatalogueStore, source: str, catalogued: str, settings: Settings
 ):
     database = sa.make_url(source).database
     before = catalogue(store, catalogued)
@@ -95,9 +96,9 @@ def test_a_listing_that_keeps_losing_its_connection_writes_nothing_and_a_rerun_c
         BackendKiller(database, listing, times=2) as killer,
         pytest.raises(InvalidDatabaseConnection) as failed,
     ):
-        runs.refresh(catalogued, trigger="cli")
+        runs.refresh(catalogued, trigger="cli", settings=settings)
     after_failure = catalogue(store, catalogued)
-    runs.refresh(catalogued, trigger="cli")  # the source is back to normal
+    runs.refresh(catalogued, trigger="cli", settings=settings)  # the source is back to normal
 
     assert len(killer.killed) == 2
     assert "server closed the connection" in failed.value.detail["reason"]
@@ -107,10 +108,10 @@ def test_a_listing_that_keeps_losing_its_connection_writes_nothing_and_a_rerun_c
 
 
 def test_a_scan_whose_connections_drop_rereads_or_fails_only_those_tables_and_a_rescan_converges(
-    store: CatalogueStore, source: str, catalogued: str
+    store: CatalogueStore, source: str, catalogued: str, settings: Settings
 ):
     database = sa.make_url(source).database
-    runs.refresh(catalogued, trigger="cli")
+    runs.refresh(catalogued, trigger="cli", settings=settings)
 
     # Dropped once while sampling `customers` (read again), and twice while sampling `orders`
     # (fails that table alone); then once while reflecting the schema.
@@ -119,9 +120,9 @@ def test_a_scan_whose_connections_drop_rereads_or_fails_only_those_tables_and_a_
         BackendKiller(database, sampling("orders"), times=2) as twice,
         BackendKiller(database, lambda s: "pg_catalog.pg_attribute" in s, times=1) as reflecting,
     ):
-        first = runs.scan(catalogued, trigger="cli")
+        first = runs.scan(catalogued, trigger="cli", settings=settings)
     after_first = {d.table_name: d for d in store.list_descriptions(catalogued)}
-    second = runs.scan(catalogued, trigger="cli")
+    second = runs.scan(catalogued, trigger="cli", settings=settings)
     after_second = {d.table_name: d for d in store.list_descriptions(catalogued)}
 
     assert (len(once.killed), len(twice.killed), len(reflecting.killed)) == (1, 2, 1)

@@ -121,9 +121,10 @@ def test_what_people_wrote_just_before_the_store_dies_is_kept(
 ):
     with sqlite3.connect(sqlite_path) as db:
         db.executescript("CREATE TABLE orders (id int, state text);")
-    store = open_store(settings_for(own_store_env))
+    settings = settings_for(own_store_env)
+    store = open_store(settings)
     connection = store.add_connection(alias="shop", connection_uri=f"sqlite:///{sqlite_path}")
-    runs.refresh(connection.id, trigger="cli")
+    runs.refresh(connection.id, trigger="cli", settings=settings)
     [orders] = store.list_descriptions(connection.id)
 
     # Acknowledged, then the server dies at once: kill -9 loses SecantusDB's unjournaled writes

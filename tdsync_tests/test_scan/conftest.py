@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from tdsync.config import Settings
 from tdsync.sources import list_live_tables
 from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database
 
@@ -196,11 +197,11 @@ def sources_of(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[s
         sources.close()
 
 
-def live_targets(uri: str, schemas: list[str] | None):
+def live_targets(uri: str, schemas: list[str] | None, *, settings: Settings):
     """ScanTargets for every live table, as a refresh would have catalogued them."""
     from tdsync.scan import ScanTarget
 
-    listing = list_live_tables(uri, schemas)
+    listing = list_live_tables(uri, schemas, settings=settings)
     return [
         ScanTarget(
             f"{t.schema_name}.{t.table_name}", "c", t.schema_name, t.table_name, t.table_type

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from tdsync.config import Settings
 from tdsync.models import TableType
 from tdsync.scan import ScanOptions, ScanTarget, TableScan, scan_tables
 from tdsync_tests.test_scan.conftest import run_statements
@@ -48,9 +49,9 @@ def statements() -> Iterator[list[str]]:
     sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
 
 
-def scan_one(uri: str, table: str, **options) -> TableScan:
+def scan_one(uri: str, table: str, *, settings: Settings, **options) -> TableScan:
     target = ScanTarget(table, "c", "public", table, TableType.TABLE)
-    (result,) = scan_tables(uri, [target], options=ScanOptions(**options))
+    (result,) = scan_tables(uri, [target], options=ScanOptions(**options), settings=settings)
     return result
 
 
@@ -59,8 +60,10 @@ def reading(statements: list[str], table: str) -> list[str]:
     return [s for s in statements if re.search(rf"\bFROM {table}\b", s) and "pg_catalog" not in s]
 
 
-def test_unanalysed_million_rows_are_read_through_a_row_limit_only(big_pg, statements) -> None:
-    result = scan_one(big_pg, "big")
+def test_unanalysed_million_rows_are_read_through_a_row_limit_only(
+    big_pg, statements, source_settings: Settings
+) -> None:
+    result = scan_one(big_pg, "big", settings=source_settings)
     assert result.ok, result.error
     reads = reading(statements, "big")
     assert reads and all("LIMIT" in s for s in reads), reads
@@ -77,8 +80,10 @@ def test_unanalysed_million_rows_are_read_through_a_row_limit_only(big_pg, state
     assert not cols["id"].low_cardinality
 
 
-def test_analysed_table_is_judged_from_pg_stats_without_sampling_it(big_pg, statements) -> None:
-    result = scan_one(big_pg, "big_analysed")
+def test_analysed_table_is_judged_from_pg_stats_without_sampling_it(
+    big_pg, statements, source_settings: Settings
+) -> None:
+    result = scan_one(big_pg, "big_analysed", settings=source_settings)
     assert result.ok, result.error
     reads = reading(statements, "big_analysed")
     assert len(reads) == 1 and "LIMIT" in reads[0]  # the three example rows, nothing else
@@ -89,7 +94,9 @@ def test_analysed_table_is_judged_from_pg_stats_without_sampling_it(big_pg, stat
     assert not cols["label"].low_cardinality
 
 
-def test_a_distinct_probe_that_runs_too_long_is_cut_by_the_statement_timeout(big_pg) -> None:
+def test_a_distinct_probe_that_runs_too_long_is_cut_by_the_statement_timeout(
+    big_pg, source_settings: Settings
+) -> None:
     # Each row of this view costs 1 ms: the 100-row sample is quick, a DISTINCT over all of it
     # would take 100 s. The statement timeout (1 s) stops it; the table is still scanned.
     run_statements(
@@ -101,14 +108,18 @@ def test_a_distinct_probe_that_runs_too_long_is_cut_by_the_statement_timeout(big
     )
     target = ScanTarget("slow", "c", "public", "slow", TableType.VIEW)
     (result,) = scan_tables(
-        big_pg, [target], options=ScanOptions(sample_rows=100, example_rows=1), timeout_s=1
+        big_pg,
+        [target],
+        options=ScanOptions(sample_rows=100, example_rows=1),
+        timeout_s=1,
+        settings=source_settings,
     )
     assert result.ok, result.error
     assert result.columns[0].categories is None  # not confirmed: no guess
     assert any("statement timeout" in note for note in result.notes)
 
 
-def test_sqlite_statements_are_cut_by_the_timeout_too(tmp_path) -> None:
+def test_sqlite_statements_are_cut_by_the_timeout_too(tmp_path, source_settings: Settings) -> None:
     path = tmp_path / "slow.db"
     run_statements(
         f"sqlite:///{path}",
@@ -119,7 +130,11 @@ def test_sqlite_statements_are_cut_by_the_timeout_too(tmp_path) -> None:
     )
     target = ScanTarget("slow", "c", "main", "slow", TableType.VIEW)
     (result,) = scan_tables(
-        f"sqlite:///{path}", [target], options=ScanOptions(sample_rows=100), timeout_s=1
+        f"sqlite:///{path}",
+        [target],
+        options=ScanOptions(sample_rows=100),
+        timeout_s=1,
+        settings=source_settings,
     )
     assert result.ok, result.error
     assert result.columns[0].categories is None

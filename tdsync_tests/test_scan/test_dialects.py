@@ -7,6 +7,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
+from tdsync.config import Settings
 from tdsync.models import ForeignKey
 from tdsync.scan import ScanOptions, TableScan, scan_tables
 from tdsync_tests.test_scan.conftest import (
@@ -19,11 +20,15 @@ from tdsync_tests.test_scan.conftest import (
 
 
 @pytest.fixture(scope="module", params=DIALECTS)
-def scanned(request, sources_of) -> tuple[Sources, dict[str, TableScan]]:
+def scanned(request, sources_of, source_settings: Settings) -> tuple[Sources, dict[str, TableScan]]:
     """The shop of one dialect, scanned once: {table name: result}."""
     sources = sources_of(request.param)
     uri, schemas = sources.shop()
-    results = list(scan_tables(uri, live_targets(uri, schemas)))
+    results = list(
+        scan_tables(
+            uri, live_targets(uri, schemas, settings=source_settings), settings=source_settings
+        )
+    )
     return sources, {r.target.table_name: r for r in results}
 
 
@@ -174,13 +179,15 @@ def test_generated_ddl_runs_on_a_fresh_database_of_the_same_dialect(scanned) -> 
     assert {"customers", "orders", "order_lines", HOSTILE_TABLE, "active_customers"} <= created
 
 
-def test_plain_postgresql_ddl_is_the_text_sqlalchemy_compiles(sources_of, monkeypatch) -> None:
+def test_plain_postgresql_ddl_is_the_text_sqlalchemy_compiles(
+    sources_of, monkeypatch, source_settings: Settings
+) -> None:
     """The scan renders plain PostgreSQL tables itself (for speed): the very text SQLAlchemy's
     CreateTable gives, hostile names and all; other tables still go through SQLAlchemy."""
     from tdsync.scan import reflect
 
     uri, schemas = sources_of("postgresql").shop()
-    targets = live_targets(uri, schemas)
+    targets = live_targets(uri, schemas, settings=source_settings)
     metadata_only = ScanOptions(example_rows=0, max_categories=0)
     plain_rendered = []
     render = reflect._plain_pg_table_ddl
@@ -194,12 +201,12 @@ def test_plain_postgresql_ddl_is_the_text_sqlalchemy_compiles(sources_of, monkey
     monkeypatch.setattr(reflect, "_plain_pg_table_ddl", counted)
     fast = {
         r.target.qualified_name: r.table_schema
-        for r in scan_tables(uri, targets, options=metadata_only)
+        for r in scan_tables(uri, targets, options=metadata_only, settings=source_settings)
     }
     monkeypatch.setattr(reflect, "_plain_pg_table_ddl", lambda *args: None)
     compiled = {
         r.target.qualified_name: r.table_schema
-        for r in scan_tables(uri, targets, options=metadata_only)
+        for r in scan_tables(uri, targets, options=metadata_only, settings=source_settings)
     }
     assert fast == compiled
     assert len(plain_rendered) >= 3

@@ -10,6 +10,7 @@ import textwrap
 from datetime import timedelta
 
 from tdsync import runs
+from tdsync.config import Settings
 from tdsync.models import Status, as_utc, utcnow
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import until
@@ -19,15 +20,16 @@ CHILD = textwrap.dedent(
     """
     import sys
     from tdsync import leases, runs
+    from tdsync.config import Settings
     # Stands in for the time a dead holder's connection lease takes to expire (two minutes).
     leases.LEASE_TTL_S = 1.0
-    runs.scan(sys.argv[1], trigger="cli")
+    runs.scan(sys.argv[1], trigger="cli", settings=Settings.from_env())
     """
 )
 
 
 def test_killed_scan_leaves_nothing_synchronizing_after_its_lease(
-    store: CatalogueStore, sources_of, tdsync_env: dict[str, str], tmp_path
+    store: CatalogueStore, sources_of, tdsync_env: dict[str, str], tmp_path, settings: Settings
 ) -> None:
     url = sources_of("postgresql").empty()
     run_statements(
@@ -40,7 +42,7 @@ def test_killed_scan_leaves_nothing_synchronizing_after_its_lease(
         ],
     )
     connection_id = store.add_connection(alias="slow", connection_uri=url).id
-    runs.refresh(connection_id, trigger="cli")
+    runs.refresh(connection_id, trigger="cli", settings=settings)
 
     env = {**os.environ, "TDSYNC_SCAN_LEASE_S": "3", "TDSYNC_SOURCE_TIMEOUT_S": "120"}
     with open(tmp_path / "child.log", "wb") as log:
@@ -75,7 +77,7 @@ def test_killed_scan_leaves_nothing_synchronizing_after_its_lease(
     assert expiry <= utcnow() + timedelta(seconds=3)
     until(lambda: utcnow() > expiry, "the dead run's lease has run out", timeout_s=10, poll_s=0.1)
 
-    runs.refresh(connection_id, trigger="cli")  # ...the next refresh does
+    runs.refresh(connection_id, trigger="cli", settings=settings)  # ...the next refresh does
 
     rows = {d.table_name: d for d in store.list_descriptions(connection_id)}
     assert Status.SYNCHRONIZING not in {d.status for d in rows.values()}

@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from tdsync import runs
+from tdsync.config import Settings
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.errors import InvalidDatabaseConnection, TableDescriptionNotFound
 from tdsync.models import Status, utcnow
@@ -23,10 +24,12 @@ def sqlite_source(path: Path, *statements: str) -> str:
     return f"sqlite:///{path}"
 
 
-def catalogue(store: CatalogueStore, uri: str, schemas: list[str] | None = None) -> str:
+def catalogue(
+    store: CatalogueStore, uri: str, schemas: list[str] | None = None, *, settings: Settings
+) -> str:
     """Register a connection and refresh it: its tables are NOT_SCANNED descriptions."""
     connection_id = store.add_connection(alias="shop", connection_uri=uri, schemas=schemas).id
-    runs.refresh(connection_id, trigger="cli")
+    runs.refresh(connection_id, trigger="cli", settings=settings)
     return connection_id
 
 
@@ -38,8 +41,8 @@ def raw(store: CatalogueStore, connection_id: str, table: str) -> dict:
     return store.descriptions.find_one({"db_connection_id": connection_id, "table_name": table})
 
 
-def step_output_metadata(run_id: str, step: str = "scan_tables") -> dict:
-    instance = runs.instance()
+def step_output_metadata(run_id: str, step: str = "scan_tables", *, settings: Settings) -> dict:
+    instance = runs.instance(settings)
     for record in instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.STEP_OUTPUT
     ).records:
@@ -50,16 +53,18 @@ def step_output_metadata(run_id: str, step: str = "scan_tables") -> dict:
 
 
 def test_scan_settles_every_row_scanned_with_its_sync_time_and_no_error(
-    store: CatalogueStore, tmp_path: Path
+    store: CatalogueStore, tmp_path: Path, settings: Settings
 ) -> None:
-    connection_id = catalogue(store, sqlite_source(tmp_path / "shop.db", *SQLITE_SHOP))
+    connection_id = catalogue(
+        store, sqlite_source(tmp_path / "shop.db", *SQLITE_SHOP), settings=settings
+    )
     store.descriptions.update_one(
         {"db_connection_id": connection_id, "table_name": "orders"},
         {"$set": {"status": "FAILED", "error_message": "an earlier failure"}},
     )
     before = utcnow()
     seen = []
-    summary = runs.scan(connection_id, trigger="cli", on_progress=seen.append)
+    summary = runs.scan(connection_id, trigger="cli", on_progress=seen.append, settings=settings)
     assert summary["tables"] == summary["scanned"] == 5 and summary["failed"] == 0
     for desc in by_name(store, connection_id).values():
         assert desc.status == Status.SCANNED
@@ -74,20 +79,28 @@ def test_scan_settles_every_row_scanned_with_its_sync_time_and_no_error(
 
 
 def test_scan_is_a_dagster_run_tagged_with_connection_and_trigger(
-    store: CatalogueStore, tmp_path: Path
+    store: CatalogueStore, tmp_path: Path, settings: Settings
 ) -> None:
-    connection_id = catalogue(store, sqlite_source(tmp_path / "shop.db", *SQLITE_SHOP))
-    runs.scan(
-        connection_id, trigger="cli", table_names=["orders"], run_id=(run_id := str(uuid.uuid4()))
+    connection_id = catalogue(
+        store, sqlite_source(tmp_path / "shop.db", *SQLITE_SHOP), settings=settings
     )
-    run = runs.instance().get_run_by_id(run_id)
+    runs.scan(
+        connection_id,
+        trigger="cli",
+        table_names=["orders"],
+        run_id=(run_id := str(uuid.uuid4())),
+        settings=settings,
+    )
+    run = runs.instance(settings).get_run_by_id(run_id)
     assert run.job_name == "scan_table_descriptions" and run.is_success
     assert run.tags[CONNECTION_TAG] == connection_id and run.tags[TRIGGER_TAG] == "cli"
-    metadata = step_output_metadata(run_id)
+    metadata = step_output_metadata(run_id, settings=settings)
     assert metadata["scanned"] == 1 and metadata["failed"] == 0 and metadata["duration_s"] >= 0
 
 
-def test_one_failing_table_does_not_stop_the_others(store: CatalogueStore, tmp_path: Path) -> None:
+def test_one_failing_table_does_not_stop_the_others(
+    store: CatalogueStore, tmp_path: Path, settings: Settings
+) -> None:
     uri = sqlite_source(
         tmp_path / "broken.db",
         "CREATE TABLE kept (id INTEGER PRIMARY KEY, name TEXT)",
@@ -95,9 +108,11 @@ def test_one_failing_table_does_not_stop_the_others(store: CatalogueStore, tmp_p
         "CREATE VIEW broken AS SELECT id FROM gone",
         "CREATE TABLE also_kept (id INTEGER)",
     )
-    connection_id = catalogue(store, uri)
+    connection_id = catalogue(store, uri, settings=settings)
     run_statements(uri, ["DROP TABLE gone"])  # the view now names a table that is not there
-    summary = runs.scan(connection_id, trigger="cli", table_names=["kept", "broken", "also_kept"])
+    summary = runs.scan(
+        connection_id, trigger="cli", table_names=["kept", "broken", "also_kept"], settings=settings
+    )
     assert (summary["scanned"], summary["failed"]) == (2, 1)
     rows = by_name(store, connection_id)
     assert rows["kept"].status == rows["also_kept"].status == Status.SCANNED
@@ -106,15 +121,15 @@ def test_one_failing_table_does_not_stop_the_others(store: CatalogueStore, tmp_p
 
 
 def test_people_descriptions_survive_a_rescan_and_drift_is_recorded(
-    store: CatalogueStore, tmp_path: Path
+    store: CatalogueStore, tmp_path: Path, settings: Settings
 ) -> None:
     uri = sqlite_source(
         tmp_path / "drift.db",
         "CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER, note TEXT, kind TEXT)",
         "INSERT INTO items VALUES (1, 5, 'a', 'tool'), (2, 7, 'b', 'toy')",
     )
-    connection_id = catalogue(store, uri)
-    runs.scan(connection_id, trigger="cli")
+    connection_id = catalogue(store, uri, settings=settings)
+    runs.scan(connection_id, trigger="cli", settings=settings)
     item = by_name(store, connection_id)["items"]
     assert [c.name for c in item.columns] == ["id", "qty", "note", "kind"]
     assert item.columns[3].categories == ["tool", "toy"]
@@ -137,7 +152,9 @@ def test_people_descriptions_survive_a_rescan_and_drift_is_recorded(
         ],
     )
 
-    summary = runs.scan(connection_id, trigger="cli", run_id=(run_id := str(uuid.uuid4())))
+    summary = runs.scan(
+        connection_id, trigger="cli", run_id=(run_id := str(uuid.uuid4())), settings=settings
+    )
 
     item = store.get_description(item.id)
     assert item.description == "Things we sell" and item.metadata == {"owner": "ops"}
@@ -150,31 +167,37 @@ def test_people_descriptions_survive_a_rescan_and_drift_is_recorded(
     (change,) = item.schema_changes
     assert (change.added, change.removed, change.type_changed) == (["added"], ["note"], ["qty"])
     assert summary["drift"] == 1
-    assert step_output_metadata(run_id)["drifted_tables"] == [
+    assert step_output_metadata(run_id, settings=settings)["drifted_tables"] == [
         {"table": "main.items", "added": ["added"], "removed": ["note"], "type_changed": ["qty"]}
     ]
 
-    runs.scan(connection_id, trigger="cli")  # nothing changed since: no new drift entry
+    runs.scan(
+        connection_id, trigger="cli", settings=settings
+    )  # nothing changed since: no new drift entry
     assert len(store.get_description(item.id).schema_changes) == 1
 
 
-def test_scan_owned_categories_follow_the_data(store: CatalogueStore, tmp_path: Path) -> None:
+def test_scan_owned_categories_follow_the_data(
+    store: CatalogueStore, tmp_path: Path, settings: Settings
+) -> None:
     uri = sqlite_source(
         tmp_path / "cats.db",
         "CREATE TABLE t (kind TEXT)",
         "INSERT INTO t VALUES ('a'), ('b')",
     )
-    connection_id = catalogue(store, uri)
-    runs.scan(connection_id, trigger="cli")
+    connection_id = catalogue(store, uri, settings=settings)
+    runs.scan(connection_id, trigger="cli", settings=settings)
     run_statements(uri, ["INSERT INTO t VALUES ('c')"])
-    runs.scan(connection_id, trigger="cli")
+    runs.scan(connection_id, trigger="cli", settings=settings)
     assert by_name(store, connection_id)["t"].columns[0].categories == ["a", "b", "c"]
 
 
 def test_expired_scan_leases_turn_failed_when_the_next_scan_starts(
-    store: CatalogueStore, tmp_path: Path
+    store: CatalogueStore, tmp_path: Path, settings: Settings
 ) -> None:
-    connection_id = catalogue(store, sqlite_source(tmp_path / "shop.db", *SQLITE_SHOP))
+    connection_id = catalogue(
+        store, sqlite_source(tmp_path / "shop.db", *SQLITE_SHOP), settings=settings
+    )
     stale = by_name(store, connection_id)["customers"]
     store.claim_for_scan(
         connection_id,
@@ -182,7 +205,7 @@ def test_expired_scan_leases_turn_failed_when_the_next_scan_starts(
         run_id=str(uuid.uuid4()),
         lease_expires_at=utcnow() - timedelta(seconds=1),
     )
-    summary = runs.scan(connection_id, trigger="cli", table_names=["orders"])
+    summary = runs.scan(connection_id, trigger="cli", table_names=["orders"], settings=settings)
     assert summary["expired_leases"] == 1
     rows = by_name(store, connection_id)
     assert rows["customers"].status == Status.FAILED
@@ -190,20 +213,26 @@ def test_expired_scan_leases_turn_failed_when_the_next_scan_starts(
     assert rows["orders"].status == Status.SCANNED
 
 
-def test_deprecated_rows_are_never_scanned(store: CatalogueStore, tmp_path: Path) -> None:
+def test_deprecated_rows_are_never_scanned(
+    store: CatalogueStore, tmp_path: Path, settings: Settings
+) -> None:
     uri = sqlite_source(
         tmp_path / "d.db", "CREATE TABLE a (x INTEGER)", "CREATE TABLE b (x INTEGER)"
     )
-    connection_id = catalogue(store, uri)
+    connection_id = catalogue(store, uri, settings=settings)
     run_statements(uri, ["DROP TABLE b"])
-    runs.refresh(connection_id, trigger="cli")
-    summary = runs.scan(connection_id, trigger="cli")
+    runs.refresh(connection_id, trigger="cli", settings=settings)
+    summary = runs.scan(connection_id, trigger="cli", settings=settings)
     assert summary["tables"] == 1
     assert by_name(store, connection_id)["b"].status == Status.DEPRECATED
 
 
-def test_unknown_table_names_and_ids_are_not_found(store: CatalogueStore, tmp_path: Path) -> None:
-    connection_id = catalogue(store, sqlite_source(tmp_path / "shop.db", *SQLITE_SHOP))
+def test_unknown_table_names_and_ids_are_not_found(
+    store: CatalogueStore, tmp_path: Path, settings: Settings
+) -> None:
+    connection_id = catalogue(
+        store, sqlite_source(tmp_path / "shop.db", *SQLITE_SHOP), settings=settings
+    )
     with pytest.raises(TableDescriptionNotFound) as names:
         store.scan_targets(connection_id=connection_id, table_names=["orders", "nope"])
     assert names.value.detail == {"table_names": ["nope"]}
@@ -215,7 +244,7 @@ def test_unknown_table_names_and_ids_are_not_found(store: CatalogueStore, tmp_pa
 
 
 def test_no_password_reaches_error_messages_exceptions_or_dagster_events(
-    store: CatalogueStore, sources_of, caplog: pytest.LogCaptureFixture
+    store: CatalogueStore, sources_of, caplog: pytest.LogCaptureFixture, settings: Settings
 ) -> None:
     password = "S3cret-pw-7781"
     url = sources_of("postgresql").empty()
@@ -228,34 +257,36 @@ def test_no_password_reaches_error_messages_exceptions_or_dagster_events(
     )
     # Trust authentication accepts any password: the URI can carry one that must never leak.
     uri = url.replace("postgres@", f"postgres:{password}@")
-    connection_id = catalogue(store, uri)
+    connection_id = catalogue(store, uri, settings=settings)
     run_ids = [str(uuid.uuid4()), str(uuid.uuid4())]
-    summary = runs.scan(connection_id, trigger="cli", run_id=run_ids[0])
+    summary = runs.scan(connection_id, trigger="cli", run_id=run_ids[0], settings=settings)
     assert (summary["scanned"], summary["failed"]) == (1, 1)
     assert "division by zero" in by_name(store, connection_id)["divides"].error_message
 
     # The source becomes unreachable: every claimed row fails, with the driver's reason.
     store.update_connection(connection_id, connection_uri=uri.replace(":5432/", ":1/"))
     with pytest.raises(InvalidDatabaseConnection) as unreachable:
-        runs.scan(connection_id, trigger="cli", run_id=run_ids[1])
+        runs.scan(connection_id, trigger="cli", run_id=run_ids[1], settings=settings)
     rows = by_name(store, connection_id)
     assert {d.status for d in rows.values()} == {Status.FAILED}
     assert all("cannot be read" in d.error_message for d in rows.values())
 
     seen = [json.dumps([d.model_dump(mode="json") for d in rows.values()])]
     seen += [str(unreachable.value), json.dumps(unreachable.value.detail), caplog.text]
-    instance = runs.instance()
+    instance = runs.instance(settings)
     for run_id in run_ids:
         seen += [str(entry) for entry in instance.all_logs(run_id)]
     assert all(password not in text for text in seen)
 
 
 def test_a_second_claim_by_the_same_run_rewrites_only_rows_short_of_lease(
-    store: CatalogueStore, tmp_path: Path
+    store: CatalogueStore, tmp_path: Path, settings: Settings
 ) -> None:
     """request_scan claims the rows, then the run it starts claims them again: rows that run
     holds with half their lease left are not written twice (each write costs the store)."""
-    connection_id = catalogue(store, sqlite_source(tmp_path / "shop.db", *SQLITE_SHOP))
+    connection_id = catalogue(
+        store, sqlite_source(tmp_path / "shop.db", *SQLITE_SHOP), settings=settings
+    )
     run_id = str(uuid.uuid4())
 
     def leases() -> set[float]:
@@ -276,20 +307,27 @@ def test_a_second_claim_by_the_same_run_rewrites_only_rows_short_of_lease(
 
 
 def test_scan_options_reach_the_job_as_its_run_config(
-    store: CatalogueStore, tmp_path: Path
+    store: CatalogueStore, tmp_path: Path, settings: Settings
 ) -> None:
     uri = sqlite_source(
         tmp_path / "opts.db",
         "CREATE TABLE t (id INTEGER PRIMARY KEY, kind TEXT)",
         "INSERT INTO t VALUES (1, 'a'), (2, 'b')",
     )
-    connection_id = catalogue(store, uri)
+    connection_id = catalogue(store, uri, settings=settings)
 
-    runs.scan(connection_id, trigger="cli", options={"example_rows": 0, "max_categories": 0})
+    runs.scan(
+        connection_id,
+        trigger="cli",
+        options={"example_rows": 0, "max_categories": 0},
+        settings=settings,
+    )
 
     (row,) = store.list_descriptions(connection_id)
     assert row.status == Status.SCANNED and [c.name for c in row.columns] == ["id", "kind"]
     assert row.examples == [] and row.columns[1].categories is None
-    runs.scan(connection_id, trigger="cli")  # the defaults: examples and categories
+    runs.scan(
+        connection_id, trigger="cli", settings=settings
+    )  # the defaults: examples and categories
     (row,) = store.list_descriptions(connection_id)
     assert len(row.examples) == 2 and row.columns[1].categories == ["a", "b"]

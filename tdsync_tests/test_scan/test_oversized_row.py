@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from tdsync import runs
 from tdsync.api.app import create_app
+from tdsync.config import Settings
 from tdsync.models import Status
 from tdsync.store import CatalogueStore
 from tdsync.store.scans import TOO_LARGE_TO_CLAIM, TOO_LARGE_TO_SCAN
@@ -28,11 +29,11 @@ DOCUMENT_LIMIT = 16 * 1024 * 1024
 
 
 @pytest.fixture
-def shop(store: CatalogueStore, tmp_path: Path) -> str:
+def shop(store: CatalogueStore, tmp_path: Path, settings: Settings) -> str:
     path = tmp_path / "shop.db"
     run_statements(f"sqlite:///{path}", SQLITE_SHOP)
     connection_id = store.add_connection(alias="shop", connection_uri=f"sqlite:///{path}").id
-    runs.refresh(connection_id, trigger="cli")
+    runs.refresh(connection_id, trigger="cli", settings=settings)
     return connection_id
 
 
@@ -55,11 +56,13 @@ def statuses(store: CatalogueStore, connection_id: str) -> dict[str, tuple[Statu
     return {d["table_name"]: (Status(d["status"]), d.get("error_message")) for d in docs}
 
 
-def test_a_scan_result_too_large_to_store_fails_that_row_alone(store: CatalogueStore, shop: str):
+def test_a_scan_result_too_large_to_store_fails_that_row_alone(
+    store: CatalogueStore, shop: str, settings: Settings
+):
     # Room for the claim (run id, lease), not for the columns, DDL and examples.
     description = fill_description(store, shop, "orders", room=300)
 
-    summary = runs.scan(shop, trigger="cli")
+    summary = runs.scan(shop, trigger="cli", settings=settings)
 
     rows = statuses(store, shop)
     assert rows.pop("orders") == (Status.FAILED, TOO_LARGE_TO_SCAN)
@@ -71,13 +74,13 @@ def test_a_scan_result_too_large_to_store_fails_that_row_alone(store: CatalogueS
 
 
 @pytest.fixture
-def client(tdsync_env: dict[str, str]) -> Iterator[TestClient]:
-    with TestClient(create_app()) as client:
+def client(tdsync_env: dict[str, str], settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as client:
         yield client
 
 
 def test_sync_schemas_claims_the_others_when_one_row_cannot_even_be_claimed(
-    client: TestClient, store: CatalogueStore, shop: str
+    client: TestClient, store: CatalogueStore, shop: str, settings: Settings
 ):
     fill_description(store, shop, "customers", room=40)  # not even the run id fits
 
@@ -86,7 +89,11 @@ def test_sync_schemas_claims_the_others_when_one_row_cannot_even_be_claimed(
     assert response.status_code == 201, response.text
     claimed = [d["table_name"] for d in response.json()]
     assert "customers" not in claimed and len(claimed) == 4
-    until(lambda: scan_finished(store, shop), "the scan has settled its rows", poll_s=0.1)
+    until(
+        lambda: scan_finished(store, shop, settings=settings),
+        "the scan has settled its rows",
+        poll_s=0.1,
+    )
     rows = statuses(store, shop)
     assert rows.pop("customers")[0] == Status.FAILED
     assert set(rows.values()) == {(Status.SCANNED, None)}

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from tdsync import runs
 from tdsync.api.app import create_app
+from tdsync.config import Settings
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.models import Status
 from tdsync.store import CatalogueStore
@@ -24,8 +25,8 @@ MISSING_ID = "0123456789abcdef01234567"
 
 
 @pytest.fixture
-def client(tdsync_env: dict[str, str]) -> Iterator[TestClient]:
-    with TestClient(create_app()) as client:
+def client(tdsync_env: dict[str, str], settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as client:
         yield client
 
 
@@ -45,17 +46,17 @@ def refresh(client: TestClient, connection_id: str) -> None:
     assert response.status_code == 201, response.text
 
 
-def scan_finished(store: CatalogueStore, connection_id: str) -> bool:
+def scan_finished(store: CatalogueStore, connection_id: str, *, settings: Settings) -> bool:
     """Every row settled and the scan's Dagster run ended."""
     if any(d.status == Status.SYNCHRONIZING for d in store.list_descriptions(connection_id)):
         return False
-    scans = webhook_scans(connection_id)
+    scans = webhook_scans(connection_id, settings=settings)
     return bool(scans) and all(run.is_finished for run in scans)
 
 
-def webhook_scans(connection_id: str) -> list[dg.DagsterRun]:
+def webhook_scans(connection_id: str, *, settings: Settings) -> list[dg.DagsterRun]:
     return list(
-        runs.instance().get_runs(
+        runs.instance(settings).get_runs(
             filters=dg.RunsFilter(
                 job_name="scan_table_descriptions",
                 tags={CONNECTION_TAG: connection_id, TRIGGER_TAG: "webhook"},
@@ -65,7 +66,7 @@ def webhook_scans(connection_id: str) -> list[dg.DagsterRun]:
 
 
 def test_sync_schemas_answers_201_with_rows_synchronizing_then_scans_them_in_a_dagster_run(
-    client: TestClient, store: CatalogueStore, shop: str
+    client: TestClient, store: CatalogueStore, shop: str, settings: Settings
 ) -> None:
     # Never refreshed: the request refreshes the connection first, then claims every table.
     response = client.post(SYNC, json={"db_connection_id": shop})
@@ -75,13 +76,13 @@ def test_sync_schemas_answers_201_with_rows_synchronizing_then_scans_them_in_a_d
     assert len(body) == 5 and {d["status"] for d in body} == {"SYNCHRONIZING"}
 
     until(
-        lambda: scan_finished(store, shop),
+        lambda: scan_finished(store, shop, settings=settings),
         "the detached scan run has settled every row",
         poll_s=0.1,
     )
     rows = store.list_descriptions(shop)
     assert {d.status for d in rows} == {Status.SCANNED}
-    (run,) = webhook_scans(shop)
+    (run,) = webhook_scans(shop, settings=settings)
     assert run.is_success
     listed = client.get("/api/v1/table-descriptions", params={"db_connection_id": shop}).json()
     orders = next(d for d in listed if d["table_name"] == "orders")
@@ -93,7 +94,7 @@ def test_sync_schemas_answers_201_with_rows_synchronizing_then_scans_them_in_a_d
 
 
 def test_duplicate_ids_are_scanned_once(
-    client: TestClient, store: CatalogueStore, shop: str
+    client: TestClient, store: CatalogueStore, shop: str, settings: Settings
 ) -> None:
     refresh(client, shop)
     rows = {d.table_name: d.id for d in store.list_descriptions(shop)}
@@ -101,11 +102,15 @@ def test_duplicate_ids_are_scanned_once(
     response = client.post(SYNC, json={"ids": ids})
     assert response.status_code == 201, response.text
     assert [d["table_name"] for d in response.json()] == ["customers", "orders"]
-    until(lambda: scan_finished(store, shop), "the scan has settled its rows", poll_s=0.1)
+    until(
+        lambda: scan_finished(store, shop, settings=settings),
+        "the scan has settled its rows",
+        poll_s=0.1,
+    )
     statuses = {d.table_name: d.status for d in store.list_descriptions(shop)}
     assert statuses["orders"] == statuses["customers"] == Status.SCANNED
     assert statuses["order_lines"] == Status.NOT_SCANNED  # not asked for
-    (run,) = webhook_scans(shop)
+    (run,) = webhook_scans(shop, settings=settings)
     assert sorted(run.run_config["ops"]["start_scan"]["config"]["description_ids"]) == sorted(
         set(ids)
     )
@@ -180,10 +185,10 @@ def test_sync_schemas_through_a_real_api_process(
 
 
 def test_changed_only_sync_claims_and_scans_the_altered_table_alone(
-    client: TestClient, store: CatalogueStore, shop: str
+    client: TestClient, store: CatalogueStore, shop: str, settings: Settings
 ) -> None:
     refresh(client, shop)
-    assert runs.scan(shop, trigger="cli")["failed"] == 0
+    assert runs.scan(shop, trigger="cli", settings=settings)["failed"] == 0
     before = {d.table_name: d.last_schema_sync for d in store.list_descriptions(shop)}
     run_statements(store.connection_uri(shop), ["ALTER TABLE orders ADD COLUMN note VARCHAR(40)"])
 
@@ -193,7 +198,11 @@ def test_changed_only_sync_claims_and_scans_the_altered_table_alone(
     assert [(d["table_name"], d["status"]) for d in response.json()] == [
         ("orders", "SYNCHRONIZING")
     ]
-    until(lambda: scan_finished(store, shop), "the scan has settled its rows", poll_s=0.1)
+    until(
+        lambda: scan_finished(store, shop, settings=settings),
+        "the scan has settled its rows",
+        poll_s=0.1,
+    )
     after = {d.table_name: d for d in store.list_descriptions(shop)}
     assert after["orders"].status == Status.SCANNED
     assert after["orders"].columns[-1].name == "note"
