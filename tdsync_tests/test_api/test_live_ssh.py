@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tdsync.store import CatalogueStore
-from tdsync_tests.conftest import execute, until
+from tdsync_tests.conftest import execute, unavailable, until
 from tdsync_tests.test_api.live import free_port, unique
 
 SSHD = Path("/usr/sbin/sshd")
@@ -22,7 +22,7 @@ SSHD = Path("/usr/sbin/sshd")
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     if not SSHD.exists() or not shutil.which("ssh-keygen"):
-        pytest.skip("openssh-server is not installed (.ci/run installs it)")
+        unavailable("openssh-server is not installed (.ci/run installs it)")
     root = tmp_path_factory.mktemp("sshd")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", root / "host"], check=True)
     subprocess.run(
