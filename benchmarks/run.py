@@ -666,11 +666,38 @@ def _proc_mb(pid: int, field: str) -> float:
 
 
 def _http_call(http: httpx.Client, pid: int, path: str, connection_id: str) -> dict[str, Any]:
+    """POST `path` for the connection; `output` is the answer's number of descriptions."""
+    return _http_measure(
+        http,
+        pid,
+        lambda: http.post(path, json={"db_connection_id": connection_id}),
+        lambda response: len(response.json()),
+    )
+
+
+def _http_list(http: httpx.Client, pid: int, connection_id: str) -> dict[str, Any]:
+    """GET /api/v1/table-descriptions?db_connection_id=…, the whole answer read; `output` is its
+    size in bytes."""
+    return _http_measure(
+        http,
+        pid,
+        lambda: http.get("/api/v1/table-descriptions", params={"db_connection_id": connection_id}),
+        lambda response: len(response.content),
+    )
+
+
+def _http_measure(
+    http: httpx.Client,
+    pid: int,
+    send: Callable[[], httpx.Response],
+    output: Callable[[httpx.Response], int],
+) -> dict[str, Any]:
+    """One request to the API server `pid`: its wall time, the server's counters and peak RSS."""
     http.post("/_bench/counters/reset").raise_for_status()
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets the server's peak RSS (VmHWM)
     rss_before = _proc_mb(pid, "VmRSS")
     started = time.perf_counter()
-    response = http.post(path, json={"db_connection_id": connection_id})
+    response = send()
     wall = time.perf_counter() - started
     response.raise_for_status()
     counts = http.get("/_bench/counters").json()
@@ -680,27 +707,7 @@ def _http_call(http: httpx.Client, pid: int, path: str, connection_id: str) -> d
         "rss_before_mb": rss_before,
         "peak_rss_mb": _proc_mb(pid, "VmHWM"),
         "load_1m": os.getloadavg()[0],
-        "output": len(response.json()),
-    }
-
-
-def _http_list(http: httpx.Client, pid: int, connection_id: str) -> dict[str, Any]:
-    """GET /api/v1/table-descriptions?db_connection_id=…, the whole answer read."""
-    http.post("/_bench/counters/reset").raise_for_status()
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-    rss_before = _proc_mb(pid, "VmRSS")
-    started = time.perf_counter()
-    response = http.get("/api/v1/table-descriptions", params={"db_connection_id": connection_id})
-    wall = time.perf_counter() - started
-    response.raise_for_status()
-    counts = http.get("/_bench/counters").json()
-    return {
-        "wall_s": wall,
-        **counts,
-        "rss_before_mb": rss_before,
-        "peak_rss_mb": _proc_mb(pid, "VmHWM"),
-        "load_1m": os.getloadavg()[0],
-        "output": len(response.content),
+        "output": output(response),
     }
 
 
