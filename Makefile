@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint fuzz bench clean
+.PHONY: install demo test test-fast lint fuzz bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,15 @@ demo: $(STAMP)
 	env -u TDSYNC_MONGO_URI -u TDSYNC_ENCRYPTION_KEY TDSYNC_HOME=$(DEMO_HOME) \
 		DAGSTER_HOME=$(DEMO_HOME)/dagster $(BIN)/tdsync demo
 
+# Both tiers; the layer contracts (pyproject.toml, [tool.importlinter]) are checked first.
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fast tier: no server, no process of its own (the `fast` marker, tdsync_tests/conftest.py).
+test-fast: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -m fast $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check tdsync tdsync_tests benchmarks

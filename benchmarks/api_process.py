@@ -30,7 +30,7 @@ def fresh_home(prefix: str) -> Iterator[tuple[Path, dict[str, str]]]:
     try:
         yield root, env
     finally:
-        from tdsync.embedded import stop_embedded
+        from tdsync.store.embedded import stop_embedded
 
         stop_embedded(Path(env["TDSYNC_HOME"]))
         shutil.rmtree(root, ignore_errors=True)

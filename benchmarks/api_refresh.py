@@ -3,7 +3,7 @@
 Starts a real `tdsync api` process (embedded SecantusDB, a fresh TDSYNC_HOME and Dagster
 instance), registers a 100-table SQLite connection and measures the refresh POST end to end
 (nothing changed between refreshes: the steady state of a webhook). Beside it, on the same
-Dagster instance and the same way (tdsync.runs.execute: lease, tags, resources,
+Dagster instance and the same way (tdsync.defs.runs.execute: lease, tags, resources,
 execute_in_process), an empty job with the refresh job's four ops and edges. The two are
 measured alternately so that load from other processes hits both alike.
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 
 from api_process import fresh_home, process_cpu_s, running_api  # noqa: E402
 
-from tdsync.config import Settings  # noqa: E402
+from tdsync.config.settings import Settings  # noqa: E402
 
 RESULT = HERE / "results" / "api_refresh.json"
 TARGET_RATIO = 2.0
@@ -131,7 +131,7 @@ def _empty_job_runner(connection_id: str, settings: Settings):
     warnings.filterwarnings("ignore")
     import dagster as dg
 
-    from tdsync import runs
+    from tdsync.defs import runs
 
     @dg.op
     def load_connection() -> str:

@@ -27,9 +27,9 @@ from starlette.concurrency import run_in_threadpool  # noqa: E402
 
 from tdsync.api.app import create_app  # noqa: E402
 from tdsync.api.schemas import RefreshRequest  # noqa: E402
-from tdsync.catalogue import shared_store  # noqa: E402
-from tdsync.config import Settings  # noqa: E402
-from tdsync.models import TableDescription  # noqa: E402
+from tdsync.config.settings import Settings  # noqa: E402
+from tdsync.domain.models import TableDescription  # noqa: E402
+from tdsync.store.client import shared_store  # noqa: E402
 
 settings = Settings.from_env()  # this server process's settings, read once
 app = create_app(settings)

@@ -83,7 +83,7 @@ def measure(deployment: str, tables: int, iterations: int) -> list[float]:
                 "TDSYNC_SHARED_STORAGE_DIR": str(root / "shared"),
             }
         os.environ.update(env)
-        from tdsync.config import Settings, ensure_dagster_home
+        from tdsync.config.settings import Settings, ensure_dagster_home
 
         ensure_dagster_home(Settings.from_env())  # the deployment's dagster.yaml
         if deployment == "distributed":

@@ -152,8 +152,8 @@ def stored_keys(env: dict[str, str], connection_id: str) -> list[tuple[str, str]
     """Every (schema, table) the catalogue holds for a connection, duplicates included."""
     from unittest import mock
 
-    from tdsync.catalogue import open_store
-    from tdsync.config import Settings
+    from tdsync.config.settings import Settings
+    from tdsync.store.client import open_store
 
     with mock.patch.dict(os.environ, env):
         store = open_store(Settings.from_env())

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable
 
-from tdsync.models import Status, TableDescription, new_description_doc, utcnow
+from tdsync.domain.models import Status, TableDescription, new_description_doc, utcnow
 from tdsync.store import CatalogueStore
 
 MAX_CATEGORIES = 100

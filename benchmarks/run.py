@@ -41,9 +41,9 @@ sys.path.insert(0, str(HERE.parent))
 
 import sources_data  # noqa: E402
 
-from tdsync.credentials import Cipher  # noqa: E402
-from tdsync.embedded import embedded_uri, stop_embedded  # noqa: E402
+from tdsync.config.credentials import Cipher  # noqa: E402
 from tdsync.store import CatalogueStore, mongo_client  # noqa: E402
+from tdsync.store.embedded import embedded_uri, stop_embedded  # noqa: E402
 
 console = Console(width=200)
 RESULTS = HERE / "results"

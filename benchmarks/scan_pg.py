@@ -4,7 +4,7 @@
 
 Builds `tdsync_bench_scan` (1,000 tables of 8 columns with a primary key, a foreign key and 20
 rows each, analysed), registers it in a throwaway catalogue (the embedded SecantusDB, in its own
-process) and times `tdsync.runs.scan` — the `scan_table_descriptions` job in this process, recorded
+process) and times `tdsync.defs.runs.scan` — the `scan_table_descriptions` job in this process, recorded
 on a throwaway Dagster instance — for a full scan (keys, DDL, categories, examples) and a
 metadata-only scan (no data read). For each: wall time, statements sent to the source (counted
 with a SQLAlchemy `before_cursor_execute` listener) and the process's peak resident memory.
@@ -94,10 +94,10 @@ def main() -> None:
     os.environ.pop("TDSYNC_MONGO_URI", None)
     import dagster as dg
 
-    from tdsync import runs
-    from tdsync.catalogue import shared_store
-    from tdsync.config import Settings
-    from tdsync.embedded import stop_embedded
+    from tdsync.config.settings import Settings
+    from tdsync.defs import runs
+    from tdsync.store.client import shared_store
+    from tdsync.store.embedded import stop_embedded
 
     settings = Settings.from_env()  # the environment set above, read once
 

@@ -28,10 +28,10 @@ def main(spec: dict) -> dict:
     import dagster as dg
     import naive
 
-    from tdsync import runs
-    from tdsync.catalogue import shared_store
-    from tdsync.config import Settings
-    from tdsync.sources import create_source_engine
+    from tdsync.config.settings import Settings
+    from tdsync.defs import runs
+    from tdsync.sources.engine import create_source_engine
+    from tdsync.store.client import shared_store
 
     settings = Settings.from_env()  # this measuring process's settings, read once
 

@@ -6,20 +6,20 @@ import logging
 
 import dagster as dg
 
+from tdsync.config.deployment import deployment, executor
 from tdsync.defs import schedules, sensors
 from tdsync.defs.assets import table_description_checks
 from tdsync.defs.refresh_job import refresh_table_descriptions, table_descriptions
 from tdsync.defs.resources import default_resources
 from tdsync.defs.scan_job import scan_table_descriptions
-from tdsync.deployment import deployment, executor
 
 
-@dg.logger(description="Run events as records of the Python logger `tdsync.runs`.")
+@dg.logger(description="Run events as records of the Python logger `tdsync.defs.runs`.")
 def python_logging(init_context: dg.InitLoggerContext) -> logging.Logger:
     # Instead of Dagster's console logger: the API and CLI execute runs in their own process
     # and must not print every event on their terminal; where the records go is the process's
     # logging configuration. Every event is stored on the instance for the UI either way.
-    return logging.getLogger("tdsync.runs")
+    return logging.getLogger("tdsync.defs.runs")
 
 
 @dg.definitions

@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from pymongo import MongoClient
 
-from tdsync.catalogue import shared_store
-from tdsync.config import Settings
+from tdsync.config.settings import Settings
 from tdsync.store import CatalogueStore
+from tdsync.store.client import shared_store
 from tdsync_tests.test_api.live import isolated_env, settings_for
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

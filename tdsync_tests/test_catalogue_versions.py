@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from pymongo.errors import AutoReconnect
 
-from tdsync.diff import plan_against_catalogue
-from tdsync.errors import StorageUnavailable
-from tdsync.models import ColumnDescription, Status, TableType
-from tdsync.refresh import Listing, LiveTable, RefreshPlan, plan_refresh, plan_renames
-from tdsync.scan import TableScan
+from tdsync.domain.errors import StorageUnavailable
+from tdsync.domain.models import ColumnDescription, Status, TableType
+from tdsync.domain.refresh_rules import Listing, LiveTable, RefreshPlan, plan_refresh, plan_renames
+from tdsync.domain.scan_model import TableScan
+from tdsync.services.refresh import plan_against_catalogue
 from tdsync.store import VERSIONS, CatalogueStore
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from tdsync.config import Settings
-from tdsync.credentials import Cipher, dialect_of, load_cipher, mask_uri, scrub
-from tdsync.errors import ConfigurationError, InvalidDatabaseConnection
+from tdsync.config.credentials import Cipher, dialect_of, load_cipher, mask_uri, scrub
+from tdsync.config.settings import Settings
+from tdsync.domain.errors import ConfigurationError, InvalidDatabaseConnection
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from tdsync.description_json import json_array_chunks
-from tdsync.models import MASK, Status, TableDescription, TableType
+from tdsync.domain.description_json import json_array_chunks
+from tdsync.domain.models import MASK, Status, TableDescription, TableType
 from tdsync.store import CatalogueStore
 from tdsync.store.descriptions import _described
 

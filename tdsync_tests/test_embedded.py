@@ -16,17 +16,17 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from tdsync.catalogue import open_store, shared_store
-from tdsync.config import Settings
-from tdsync.credentials import Cipher
-from tdsync.embedded import embedded_uri, restart_embedded, stop_embedded
-from tdsync.errors import ConfigurationError, TdsyncError
+from tdsync.config.credentials import Cipher
+from tdsync.config.settings import Settings
+from tdsync.domain.errors import ConfigurationError, TdsyncError
 from tdsync.store import CatalogueStore
+from tdsync.store.client import open_store, shared_store
+from tdsync.store.embedded import embedded_uri, restart_embedded, stop_embedded
 from tdsync_tests.conftest import until
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPORT = (
-    "import json, sys; from pathlib import Path; from tdsync.embedded import embedded_uri; "
+    "import json, sys; from pathlib import Path; from tdsync.store.embedded import embedded_uri; "
     "home = Path(sys.argv[1]); uri = embedded_uri(home); "
     "print(json.dumps({'uri': uri, 'pid': json.loads((home / 'mongo' / 'server.json').read_text())['pid']}))"
 )

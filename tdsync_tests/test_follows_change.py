@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tdsync import runs
-from tdsync.config import Settings
-from tdsync.fingerprints import fingerprint, fingerprint_tables, read_fingerprints
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
+from tdsync.sources.fingerprints import fingerprint, fingerprint_tables, read_fingerprints
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_scan.conftest import DIALECTS, Sources, run_statements
 

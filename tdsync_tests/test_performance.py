@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from tdsync import runs
-from tdsync.bulk import gc_paused
-from tdsync.cli_scan import NO_DATA_SCAN
-from tdsync.config import Settings
-from tdsync.models import Status, TableType
-from tdsync.refresh import Listing, LiveTable, StoredTable, plan_refresh
-from tdsync.sources import _list_schema, list_live_tables
+from tdsync.cli.scan import NO_DATA_SCAN
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
+from tdsync.defs.bulk import gc_paused
+from tdsync.domain.models import Status, TableType
+from tdsync.domain.refresh_rules import Listing, LiveTable, StoredTable, plan_refresh
+from tdsync.sources.engine import _list_schema, list_live_tables
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

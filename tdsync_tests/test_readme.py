@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tdsync.cli import _parser
+from tdsync.cli.main import _parser
 
 README = Path(__file__).parents[1] / "README.md"
 MARK = "<!-- tested -->"

@@ -1,4 +1,4 @@
-"""The refresh job end to end: tdsync.runs.refresh on real sources, recorded on the Dagster instance."""
+"""The refresh job end to end: tdsync.defs.runs.refresh on real sources, recorded on the Dagster instance."""
 
 import sqlite3
 import threading
@@ -11,13 +11,13 @@ import dagster as dg
 import pytest
 from bson import ObjectId
 
-from tdsync import runs
-from tdsync.config import Settings
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
-from tdsync.errors import ConnectionNotFound, EmptyDatabase, InvalidDatabaseConnection
-from tdsync.models import utcnow
-from tdsync.refresh import plan_refresh
-from tdsync.sources import list_live_tables
+from tdsync.domain.errors import ConnectionNotFound, EmptyDatabase, InvalidDatabaseConnection
+from tdsync.domain.models import utcnow
+from tdsync.domain.refresh_rules import plan_refresh
+from tdsync.sources.engine import list_live_tables
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import PG_ADMIN_URL, _server_database, execute
 

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tdsync.errors import EmptyDatabase, InvalidDatabaseConnection
-from tdsync.models import Status, TableType
-from tdsync.refresh import (
+from tdsync.domain.errors import EmptyDatabase, InvalidDatabaseConnection
+from tdsync.domain.models import Status, TableType
+from tdsync.domain.refresh_rules import (
     Listing,
     LiveTable,
     RefreshPlan,

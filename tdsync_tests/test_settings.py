@@ -15,14 +15,14 @@ import pytest
 from cryptography.fernet import Fernet
 
 import tdsync
-from tdsync import config
-from tdsync.catalogue import shared_store
-from tdsync.cli import main
-from tdsync.config import Settings
+from tdsync.cli.main import main
+from tdsync.config import settings as config
+from tdsync.config.settings import Settings
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource
-from tdsync.errors import InvalidDatabaseConnection
-from tdsync.sources import check_connection, create_source_engine
+from tdsync.domain.errors import InvalidDatabaseConnection
+from tdsync.sources.engine import check_connection, create_source_engine
 from tdsync.store import mongo_client
+from tdsync.store.client import shared_store
 from tdsync_tests.conftest import secantus_tuned
 
 
@@ -136,7 +136,7 @@ def test_only_the_entry_points_read_settings_from_the_environment() -> None:
         for path in PACKAGE.rglob("*.py")
         if "Settings.from_env()" in path.read_text()
     )
-    assert readers == ["api/server.py", "cli.py", "scan/launch.py"]
+    assert readers == ["api/server.py", "cli/main.py", "services/scan_requests.py"]
 
 
 def test_every_function_that_takes_settings_requires_them() -> None:

@@ -16,19 +16,19 @@ from hypothesis import strategies as st
 from pymongo import MongoClient, monitoring
 from pymongo.errors import DuplicateKeyError
 
-from tdsync import runs
-from tdsync.config import Settings
-from tdsync.credentials import Cipher
-from tdsync.errors import (
+from tdsync.config.credentials import Cipher
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
+from tdsync.domain.errors import (
     ConnectionNotFound,
     DuplicateAlias,
     InvalidObjectId,
     StorageUnavailable,
     TableDescriptionNotFound,
 )
-from tdsync.models import ColumnDescription, Status, TableType, new_description_doc, utcnow
-from tdsync.refresh import Listing, LiveTable, plan_refresh
-from tdsync.scan import TableScan
+from tdsync.domain.models import ColumnDescription, Status, TableType, new_description_doc, utcnow
+from tdsync.domain.refresh_rules import Listing, LiveTable, plan_refresh
+from tdsync.domain.scan_model import TableScan
 from tdsync.store import CatalogueStore, mongo_client
 from tdsync_tests.test_refresh_rules import live_listings
 
@@ -221,7 +221,7 @@ def test_a_refresh_job_reads_descriptions_once_and_writes_once(
 def test_concurrent_refreshes_from_one_stale_read_neither_duplicate_nor_undo(
     store: CatalogueStore,
 ) -> None:
-    # Without the per-connection lease (tdsync.leases), refreshes may plan from the same read
+    # Without the per-connection lease (tdsync.services.connection_lease), refreshes may plan from the same read
     # and write at once: the conditional writes and the unique index keep the result right.
     cid = str(ObjectId())
     names = [f"t{i:02d}" for i in range(20)]

@@ -13,15 +13,15 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from tdsync import runs
 from tdsync.api.auth import ApiKeyMiddleware, bearer_scheme
 from tdsync.api.body_limit import BodyLimitMiddleware
 from tdsync.api.deps import ApiState
 from tdsync.api.errors import CatchAllMiddleware, error_responses, install_error_handlers
 from tdsync.api.json_body import StrictJsonMiddleware
 from tdsync.api.routes import connections, descriptions, health, heartbeat, scan
-from tdsync.config import Settings
-from tdsync.errors import TdsyncError
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
+from tdsync.domain.errors import TdsyncError
 
 log = logging.getLogger("tdsync.api")
 

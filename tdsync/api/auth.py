@@ -14,7 +14,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tdsync.api.errors import error_json
-from tdsync.errors import Unauthorized
+from tdsync.domain.errors import Unauthorized
 
 OPEN_PATHS = frozenset({"/health"})
 

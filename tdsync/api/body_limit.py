@@ -12,7 +12,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tdsync.api.errors import error_json
-from tdsync.errors import RequestTooLarge
+from tdsync.domain.errors import RequestTooLarge
 
 # Far above any real request (sync-schemas naming 100,000 description ids is about 3 MB) and far
 # below what would hurt the server; MongoDB could not store a larger document anyway.

@@ -1,6 +1,6 @@
 """What the routes share: settings, the catalogue store.
 
-The Dagster instance is `tdsync.runs.instance(settings)`, one per process and home, owned there.
+The Dagster instance is `tdsync.defs.runs.instance(settings)`, one per process and home, owned there.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from tdsync.catalogue import shared_store
-from tdsync.config import Settings
-from tdsync.errors import TdsyncError
+from tdsync.config.settings import Settings
+from tdsync.domain.errors import TdsyncError
 from tdsync.store import CatalogueStore, object_id
+from tdsync.store.client import shared_store
 
 # How long a failure to open the store is reported as is, before the next request tries again.
 STORE_RETRY_S = 1.0

@@ -22,9 +22,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tdsync.api.streaming import AnswerCut
-from tdsync.credentials import scrub
-from tdsync.errors import TdsyncError, ValidationFailed
-from tdsync.models import plain_json
+from tdsync.config.credentials import scrub
+from tdsync.domain.errors import TdsyncError, ValidationFailed
+from tdsync.domain.models import plain_json
 from tdsync.store import STORE_FAILURES, storage_unavailable
 
 log = logging.getLogger("tdsync.api")

@@ -17,7 +17,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tdsync.api.errors import error_json
-from tdsync.errors import ValidationFailed
+from tdsync.domain.errors import ValidationFailed
 
 # Deeper than any real request (metadata included) and well inside MongoDB's 100 levels.
 MAX_DEPTH = 32

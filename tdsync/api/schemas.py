@@ -1,4 +1,4 @@
-"""Request bodies of the API. Responses are the catalogue's own models (tdsync.models).
+"""Request bodies of the API. Responses are the catalogue's own models (tdsync.domain.models).
 
 Every field of the Dataherald engine's and service's request models is honoured or refused here
 with a 422 naming it (README, "Dataherald compatibility"); other unknown fields are ignored. In a
@@ -19,8 +19,8 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from tdsync.cron import cron_problem
-from tdsync.limits import (
+from tdsync.domain.cron import cron_problem
+from tdsync.domain.limits import (
     ALIAS_MAX_CHARS,
     CATEGORIES_MAX,
     CATEGORY_MAX_CHARS,
@@ -28,8 +28,8 @@ from tdsync.limits import (
     check_metadata_size,
     normalise_alias,
 )
-from tdsync.models import DATA_MAX_AGE_S
-from tdsync.scan.model import DataMaxAge
+from tdsync.domain.models import DATA_MAX_AGE_S
+from tdsync.domain.scan_model import DataMaxAge
 
 OBJECT_ID_PATTERN = r"^[0-9a-fA-F]{24}$"
 

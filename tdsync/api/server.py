@@ -8,9 +8,9 @@ import logging
 import uvicorn
 
 from tdsync.api.app import create_app
-from tdsync.catalogue import check_store_at_start
-from tdsync.config import Settings
-from tdsync.errors import StorageUnavailable
+from tdsync.config.settings import Settings
+from tdsync.domain.errors import StorageUnavailable
+from tdsync.store.client import check_store_at_start
 
 log = logging.getLogger("tdsync.api")
 

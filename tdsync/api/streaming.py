@@ -18,9 +18,9 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from tdsync.credentials import scrub
-from tdsync.description_json import json_array_chunks
-from tdsync.errors import TdsyncError
+from tdsync.config.credentials import scrub
+from tdsync.domain.description_json import json_array_chunks
+from tdsync.domain.errors import TdsyncError
 from tdsync.store import STORE_FAILURES, CatalogueStore, storage_errors, storage_unavailable
 
 log = logging.getLogger("tdsync.api")

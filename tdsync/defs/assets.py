@@ -15,7 +15,7 @@ import dagster as dg
 
 from tdsync.defs.partitions import connection_for_partition
 from tdsync.defs.resources import CatalogueResource, failures_as_dagster
-from tdsync.models import DatabaseConnection, Status, utcnow
+from tdsync.domain.models import DatabaseConnection, Status, utcnow
 from tdsync.store import CatalogueStore
 
 TABLE_DESCRIPTIONS = dg.AssetKey("table_descriptions")

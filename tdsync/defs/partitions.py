@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from tdsync.errors import ConnectionNotFound
-from tdsync.models import DatabaseConnection
+from tdsync.domain.errors import ConnectionNotFound
+from tdsync.domain.models import DatabaseConnection
 from tdsync.store import CatalogueStore
 
 CONNECTIONS = dg.DynamicPartitionsDefinition(name="tdsync_connections")

@@ -11,18 +11,18 @@ from datetime import datetime
 import dagster as dg
 import pydantic
 
-from tdsync.bulk import gc_paused
-from tdsync.cron import cron_problem, moment, next_fire_after
 from tdsync.defs.assets import TABLE_DESCRIPTIONS, status_metadata
-from tdsync.defs.leases import (
+from tdsync.defs.bulk import gc_paused
+from tdsync.defs.connection_lease import (
     hold_connection_lease,
     release_connection_lease,
 )
 from tdsync.defs.partitions import CONNECTIONS, connection_for_partition
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
-from tdsync.diff import plan_against_catalogue
-from tdsync.models import utcnow
-from tdsync.refresh import Listing, RefreshPlan
+from tdsync.domain.cron import cron_problem, moment, next_fire_after
+from tdsync.domain.models import utcnow
+from tdsync.domain.refresh_rules import Listing, RefreshPlan
+from tdsync.services.refresh import plan_against_catalogue
 
 CONNECTION_TAG = "tdsync/db_connection_id"
 TRIGGER_TAG = "tdsync/trigger"

@@ -13,15 +13,16 @@ from dagster._core.errors import DagsterUserCodeProcessError
 from dagster_shared.error import SerializableErrorInfo
 from pydantic import Field
 
-from tdsync.catalogue import shared_store
-from tdsync.config import Settings
-from tdsync.errors import TdsyncError
-from tdsync.fingerprints import fingerprint_tables
-from tdsync.models import plain_json
-from tdsync.refresh import Listing
-from tdsync.scan import ScanOptions, ScanTarget, TableScan, scan_tables
-from tdsync.sources import list_live_tables
+from tdsync.config.settings import Settings
+from tdsync.domain.errors import TdsyncError
+from tdsync.domain.models import plain_json
+from tdsync.domain.refresh_rules import Listing
+from tdsync.domain.scan_model import ScanOptions, ScanTarget, TableScan
+from tdsync.sources.engine import list_live_tables
+from tdsync.sources.fingerprints import fingerprint_tables
+from tdsync.sources.scanner import scan_tables
 from tdsync.store import CatalogueStore
+from tdsync.store.client import shared_store
 
 
 class CatalogueResource(dg.ConfigurableResource):
@@ -34,7 +35,7 @@ class CatalogueResource(dg.ConfigurableResource):
       its value when a run starts.
     - `lease_wait_s`, `scan_lease_s` (seconds, floats): not dg.EnvVar, which yields only strings
       and integers; left unset, and read from TDSYNC_LEASE_WAIT_S / TDSYNC_SCAN_LEASE_S by
-      `tdsync.config.Settings` (typed, with its defaults) when a run starts.
+      `tdsync.config.settings.Settings` (typed, with its defaults) when a run starts.
     Any field set explicitly (a test, a launch config) wins over the environment: `settings()`
     builds the one typed `Settings` the run's code uses.
     """
@@ -60,7 +61,7 @@ class CatalogueResource(dg.ConfigurableResource):
     )
 
     def settings(self) -> Settings:
-        """The fields set here, and tdsync.config.Settings' (the environment's) for the rest."""
+        """The fields set here, and tdsync.config.settings.Settings' (the environment's) for the rest."""
         return Settings(**{k: v for k, v in self.model_dump().items() if v is not None})
 
     def get_store(self) -> CatalogueStore:
@@ -73,7 +74,7 @@ class SourceDatabasesResource(dg.ConfigurableResource):
 
     Both fields are seconds (floats), so not `dg.EnvVar` (strings and integers only): left unset
     in the code location, they are read from TDSYNC_SOURCE_TIMEOUT_S / TDSYNC_SCAN_STALL_S by
-    `tdsync.config.Settings` (typed, with its defaults) when a run starts; set here, they win.
+    `tdsync.config.settings.Settings` (typed, with its defaults) when a run starts; set here, they win.
     Where tdsync's own state lives (TDSYNC_HOME, DAGSTER_HOME: never a source) comes from
     Settings too.
     """
@@ -88,7 +89,7 @@ class SourceDatabasesResource(dg.ConfigurableResource):
     )
 
     def settings(self) -> Settings:
-        """The fields set here, and tdsync.config.Settings' (the environment's) for the rest."""
+        """The fields set here, and tdsync.config.settings.Settings' (the environment's) for the rest."""
         fields = {"source_timeout_s": self.timeout_s, "scan_stall_s": self.stall_s}
         return Settings(**{k: v for k, v in fields.items() if v is not None})
 

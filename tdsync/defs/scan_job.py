@@ -12,17 +12,24 @@ from datetime import datetime
 import dagster as dg
 from pydantic import Field
 
-from tdsync import leases
-from tdsync.bulk import gc_paused
-from tdsync.defs.leases import release_connection_lease
+from tdsync.defs.bulk import gc_paused
+from tdsync.defs.connection_lease import release_connection_lease
 from tdsync.defs.refresh_job import TRIGGER_TAG, ConnectionRef, take_connection
 from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
-from tdsync.errors import TdsyncError
-from tdsync.models import utcnow
-from tdsync.scan import ScanOptions, ScanTarget
-from tdsync.scan.changed import changed
-from tdsync.scan.model import Concurrency, DataMaxAge, ExampleRows, MaxCategories, SampleRows
-from tdsync.scan.recorder import ScanRecorder
+from tdsync.domain.errors import TdsyncError
+from tdsync.domain.models import utcnow
+from tdsync.domain.scan_model import (
+    Concurrency,
+    DataMaxAge,
+    ExampleRows,
+    MaxCategories,
+    SampleRows,
+    ScanOptions,
+    ScanTarget,
+)
+from tdsync.domain.scan_rules import changed
+from tdsync.services import connection_lease
+from tdsync.services.scan_recorder import ScanRecorder
 from tdsync.store import CatalogueStore, lease_expiry
 
 
@@ -40,13 +47,13 @@ class ScanConfig(dg.Config):
     description_ids: list[str] | None = Field(
         default=None, description="Only these table descriptions, by id."
     )
-    # Bounded (tdsync.scan.model): a run asked for more fails at its first step, claiming nothing.
+    # Bounded (tdsync.domain.scan_model): a run asked for more fails at its first step, claiming nothing.
     max_categories: MaxCategories = 100
     example_rows: ExampleRows = 3
     sample_rows: SampleRows = 10_000
     concurrency: Concurrency = 4
     # Re-read only tables never scanned, FAILED, changed in structure, or whose data is older
-    # than data_max_age_s (tdsync.scan.changed; None: the connection's); the others stay as
+    # than data_max_age_s (tdsync.domain.scan_rules; None: the connection's); the others stay as
     # they are.
     changed_only: bool = False
     data_max_age_s: DataMaxAge | None = None
@@ -207,6 +214,6 @@ def _fail_the_rest(
             batch.connection.id, error_message=message, scan_run_id=context.run_id
         )
         context.log.error(f"{message}; {failed} unscanned description(s) marked FAILED")
-        leases.release(store, context.run_id, succeeded=False)
+        connection_lease.release(store, context.run_id, succeeded=False)
     except TdsyncError as exc:
         context.log.error(f"{message}; its rows could not be settled now: {exc.message}")

@@ -15,8 +15,7 @@ from typing import Any
 
 import dagster as dg
 
-from tdsync import leases
-from tdsync.credentials import scrub
+from tdsync.config.credentials import scrub
 from tdsync.defs.assets import TABLE_DESCRIPTIONS, catalogue_checks
 from tdsync.defs.partitions import CONNECTIONS, partition_key
 from tdsync.defs.refresh_job import (
@@ -26,8 +25,9 @@ from tdsync.defs.refresh_job import (
 )
 from tdsync.defs.resources import CatalogueResource, failures_as_dagster
 from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
-from tdsync.errors import TdsyncError
-from tdsync.models import DatabaseConnection, as_utc, utcnow
+from tdsync.domain.errors import TdsyncError
+from tdsync.domain.models import DatabaseConnection, as_utc, utcnow
+from tdsync.services import connection_lease
 from tdsync.store import CatalogueStore
 
 SCAN_JOB = scan_table_descriptions.name
@@ -37,7 +37,7 @@ RELEASE_GRACE = timedelta(seconds=60)
 
 def settle_ended_run(store: CatalogueStore, run: dg.DagsterRun, error: str) -> str:
     """Free the run's lease; for a scan, its SYNCHRONIZING rows become FAILED with `error`."""
-    released = leases.release(store, run.run_id, succeeded=False)
+    released = connection_lease.release(store, run.run_id, succeeded=False)
     connection_id = run.tags.get(CONNECTION_TAG)
     failed = 0
     if run.job_name == SCAN_JOB and connection_id:
@@ -175,7 +175,9 @@ def orphan_reason(
         if now - released > RELEASE_GRACE:
             return f"it released the connection lease at {released} but never finished"
         return None
-    if now - started_at > timedelta(seconds=wait_s) + timedelta(seconds=leases.LEASE_TTL_S):
+    if now - started_at > timedelta(seconds=wait_s) + timedelta(
+        seconds=connection_lease.LEASE_TTL_S
+    ):
         return "it never took the connection lease and has outlived the longest wait for it"
     return None
 

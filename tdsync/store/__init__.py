@@ -16,15 +16,15 @@ from tdsync.store.base import (
     storage_errors,
     storage_unavailable,
 )
+from tdsync.store.connection_leases import LeasesMixin
 from tdsync.store.connections import ConnectionsMixin
 from tdsync.store.descriptions import DescriptionsMixin
-from tdsync.store.leases import LeasesMixin
 from tdsync.store.scans import ScansMixin
 from tdsync.store.versions import VersionsMixin
 
 
 class CatalogueStore(ConnectionsMixin, DescriptionsMixin, LeasesMixin, ScansMixin, VersionsMixin):
-    """The catalogue in MongoDB. Open it with tdsync.catalogue (open_store, shared_store)."""
+    """The catalogue in MongoDB. Open it with tdsync.store.client (open_store, shared_store)."""
 
 
 __all__ = [

@@ -11,10 +11,10 @@ from bson.errors import InvalidId
 from pymongo import ASCENDING, MongoClient, UpdateOne, WriteConcern
 from pymongo.collection import Collection
 
-from tdsync.credentials import Cipher, scrub
-from tdsync.errors import InvalidObjectId, StorageUnavailable
-from tdsync.models import Status, as_utc
-from tdsync.refresh import LEASE_EXPIRED_MESSAGE
+from tdsync.config.credentials import Cipher, scrub
+from tdsync.domain.errors import InvalidObjectId, StorageUnavailable
+from tdsync.domain.models import Status, as_utc
+from tdsync.domain.refresh_rules import LEASE_EXPIRED_MESSAGE
 
 CONNECTIONS = "database_connections"
 DESCRIPTIONS = "table_descriptions"
@@ -61,7 +61,7 @@ class StoreBase:
 
     def bind(self, client: MongoClient, db_name: str | None = None) -> None:
         """Use `client` from now on: also when the embedded server moved to another port, so
-        every holder of this store follows it (tdsync.catalogue)."""
+        every holder of this store follows it (tdsync.store.client)."""
         self.client = client
         self.db = client[db_name or self.db.name]
         self.connections: Collection = self.db[CONNECTIONS]

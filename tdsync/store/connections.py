@@ -9,11 +9,11 @@ from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from tdsync.credentials import MASK, dialect_of, keep_stored_password, mask_uri
-from tdsync.cron import validate_refresh_schedule
-from tdsync.errors import ConnectionNotFound, DuplicateAlias, ValidationFailed
-from tdsync.limits import normalise_alias
-from tdsync.models import DATA_MAX_AGE_S, DatabaseConnection, utcnow
+from tdsync.config.credentials import MASK, dialect_of, keep_stored_password, mask_uri
+from tdsync.domain.cron import validate_refresh_schedule
+from tdsync.domain.errors import ConnectionNotFound, DuplicateAlias, ValidationFailed
+from tdsync.domain.limits import normalise_alias
+from tdsync.domain.models import DATA_MAX_AGE_S, DatabaseConnection, utcnow
 from tdsync.store.base import VERSIONS, StoreBase, object_id, storage_errors
 
 

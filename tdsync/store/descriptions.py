@@ -16,9 +16,9 @@ from pymongo import InsertOne, ReturnDocument, UpdateOne
 from pymongo.cursor import Cursor
 from pymongo.errors import BulkWriteError
 
-from tdsync.errors import TableDescriptionNotFound, ValidationFailed
-from tdsync.limits import check_edited_description
-from tdsync.models import (
+from tdsync.domain.errors import TableDescriptionNotFound, ValidationFailed
+from tdsync.domain.limits import check_edited_description
+from tdsync.domain.models import (
     SchemaChange,
     Status,
     TableDescription,
@@ -26,8 +26,8 @@ from tdsync.models import (
     as_utc,
     new_description_doc,
 )
-from tdsync.refresh import RefreshPlan, StoredTable
-from tdsync.scan.merge import SCHEMA_CHANGES_KEPT
+from tdsync.domain.refresh_rules import RefreshPlan, StoredTable
+from tdsync.domain.schema_merge import SCHEMA_CHANGES_KEPT
 from tdsync.store.base import DUPLICATE_KEY, lease_expired, object_id, storage_errors
 from tdsync.store.versions import VersionsMixin
 
@@ -285,7 +285,7 @@ class DescriptionsMixin(VersionsMixin):
         Columns are addressed by name through array filters, so a scan rewriting other parts of
         the document at the same moment loses nothing; a name that is not a column of the
         description (checked in the same write) is a ValidationFailed naming it, and so is an edit
-        that would make the description too large to store (tdsync.limits).
+        that would make the description too large to store (tdsync.domain.limits).
         """
         oid = object_id(description_id)
         if fields or any(columns.values()):

@@ -10,10 +10,10 @@ from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DocumentTooLarge, WriteError
 
-from tdsync.errors import TableDescriptionNotFound, ValidationFailed
-from tdsync.models import SchemaChange, Status, TableDescription, TableType, as_utc, utcnow
-from tdsync.scan.merge import SCHEMA_CHANGES_KEPT, merge_columns, schema_drift
-from tdsync.scan.model import SavedScans, ScanTarget, TableScan
+from tdsync.domain.errors import TableDescriptionNotFound, ValidationFailed
+from tdsync.domain.models import SchemaChange, Status, TableDescription, TableType, as_utc, utcnow
+from tdsync.domain.scan_model import SavedScans, ScanTarget, TableScan
+from tdsync.domain.schema_merge import SCHEMA_CHANGES_KEPT, merge_columns, schema_drift
 from tdsync.store.base import (
     _chunked,
     _lease_over,

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tdsync.models import as_utc
-from tdsync.refresh import CatalogueSnapshot
+from tdsync.domain.models import as_utc
+from tdsync.domain.refresh_rules import CatalogueSnapshot
 from tdsync.store.base import VERSIONS, StoreBase, storage_errors
 
 

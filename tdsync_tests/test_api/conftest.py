@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tdsync.catalogue import open_store
 from tdsync.store import CatalogueStore
+from tdsync.store.client import open_store
 from tdsync_tests.test_api.live import ApiProcess, isolated_env, settings_for
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 from cryptography.fernet import Fernet
 
-from tdsync.config import Settings
+from tdsync.config.settings import Settings
 
 START_TIMEOUT_S = 60.0
 
@@ -59,7 +59,12 @@ def tdsync_command() -> list[str]:
     script = Path(sys.executable).with_name("tdsync")
     if script.exists():
         return [str(script), "api"]
-    return [sys.executable, "-c", "from tdsync.cli import main; raise SystemExit(main())", "api"]
+    return [
+        sys.executable,
+        "-c",
+        "from tdsync.cli.main import main; raise SystemExit(main())",
+        "api",
+    ]
 
 
 class ApiProcess:

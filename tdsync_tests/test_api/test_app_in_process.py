@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tdsync.api.app import create_app
-from tdsync.catalogue import _stores
-from tdsync.config import Settings
+from tdsync.config.settings import Settings
+from tdsync.store.client import _stores
 
 SECRET_URI = "postgresql://app:Sup3r-s3cret@db.internal:5432/sales"
 

@@ -10,7 +10,7 @@ import pytest
 from bson import ObjectId
 
 from tdsync.api.body_limit import MAX_BODY_BYTES
-from tdsync.limits import (
+from tdsync.domain.limits import (
     DOCUMENT_MAX_BYTES,
     METADATA_MAX_BYTES,
     PEOPLES_TEXT_MAX_BYTES,

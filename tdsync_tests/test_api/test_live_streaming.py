@@ -16,8 +16,8 @@ from bson import ObjectId
 from pydantic import TypeAdapter
 
 from tdsync.api.app import create_app
-from tdsync.config import Settings
-from tdsync.models import MASK, TableDescription
+from tdsync.config.settings import Settings
+from tdsync.domain.models import MASK, TableDescription
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_api.live import free_port, unique
 

@@ -5,8 +5,8 @@ import sqlite3
 import dagster as dg
 import pytest
 
-from tdsync import runs
-from tdsync.config import Settings
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
 
 
 @pytest.fixture

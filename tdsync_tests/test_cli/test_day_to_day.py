@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tdsync import runs
-from tdsync.config import Settings
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
 from tdsync_tests.test_cli.conftest import TDSYNC
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tdsync.catalogue import open_store
-from tdsync.models import utcnow
+from tdsync.domain.models import utcnow
 from tdsync.store import CatalogueStore
+from tdsync.store.client import open_store
 from tdsync_tests.conftest import TEST_KEY, until
 from tdsync_tests.test_api.live import free_port, isolated_env, settings_for
 from tdsync_tests.test_cli.conftest import TDSYNC

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 from pydantic import TypeAdapter
 
-from tdsync.cli_refresh import STEPS
-from tdsync.models import TableDescription
+from tdsync.cli.refresh import STEPS
+from tdsync.domain.models import TableDescription
 from tdsync_tests.test_cli.conftest import TDSYNC
 
 

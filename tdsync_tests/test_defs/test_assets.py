@@ -6,12 +6,12 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from tdsync import runs
-from tdsync.config import Settings
+from tdsync.config.settings import Settings
 from tdsync.definitions import defs
+from tdsync.defs import runs
 from tdsync.defs.assets import NO_FAILED, NO_STUCK_SCANS, TABLE_DESCRIPTIONS
 from tdsync.defs.partitions import CONNECTIONS
-from tdsync.models import Status, utcnow
+from tdsync.domain.models import Status, utcnow
 from tdsync.store import CatalogueStore
 
 

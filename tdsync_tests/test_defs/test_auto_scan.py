@@ -10,15 +10,15 @@ import dagster as dg
 import pytest
 from fastapi.testclient import TestClient
 
-from tdsync import runs
 from tdsync.api.app import create_app
-from tdsync.config import Settings
+from tdsync.config.settings import Settings
 from tdsync.definitions import defs
+from tdsync.defs import runs
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.defs.resources import CatalogueResource
 from tdsync.defs.schedules import scan_connections_on_schedule
 from tdsync.defs.sensors import scan_what_refreshes_found
-from tdsync.models import Status
+from tdsync.domain.models import Status
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_defs.test_schedules import at
 from tdsync_tests.test_scan.conftest import run_statements

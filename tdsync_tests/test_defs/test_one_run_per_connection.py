@@ -9,14 +9,15 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from tdsync import leases, runs
-from tdsync.config import Settings
+from tdsync.config.settings import Settings
 from tdsync.definitions import defs
+from tdsync.defs import runs
 from tdsync.defs.partitions import ensure_partition
 from tdsync.defs.refresh_job import refresh_table_descriptions
 from tdsync.defs.resources import SourceDatabasesResource
-from tdsync.errors import ConnectionBusy, InvalidDatabaseConnection
-from tdsync.models import utcnow
+from tdsync.domain.errors import ConnectionBusy, InvalidDatabaseConnection
+from tdsync.domain.models import utcnow
+from tdsync.services import connection_lease
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import until
 
@@ -103,7 +104,7 @@ def test_refresh_waiting_on_another_kind_of_run_runs_after_it_not_alongside(
     assert waiting.is_alive()
     assert refresh_runs(runs.instance(settings)) == []
 
-    leases.release(store, "scan-run", succeeded=True)
+    connection_lease.release(store, "scan-run", succeeded=True)
     waiting.join(30)
 
     assert outcome["value"]["added"] == 2
@@ -163,7 +164,7 @@ def test_run_launched_outside_tdsync_runs_takes_the_lease_inside_the_job(
     assert thread.is_alive(), "the launched run did not wait for the lease"
     assert store.list_descriptions(connection) == []
 
-    leases.release(store, "api-run", succeeded=True)
+    connection_lease.release(store, "api-run", succeeded=True)
     thread.join(30)
 
     result = outcome["value"]

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from tdsync import runs
-from tdsync.config import Settings
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
 from tdsync.defs.refresh_job import CONNECTION_TAG
 from tdsync.defs.resources import CatalogueResource
 from tdsync.defs.sensors import orphan_reason, settle_orphaned_runs
@@ -64,7 +64,7 @@ def test_killed_api_process_run_is_marked_failed_and_frees_its_connection(
         [
             sys.executable,
             "-c",
-            "from tdsync import runs; from tdsync.config import Settings; "
+            "from tdsync.defs import runs; from tdsync.config.settings import Settings; "
             f"runs.refresh({conn.id!r}, trigger='webhook', settings=Settings.from_env())",
         ],
         env=env,

@@ -1,4 +1,4 @@
-"""The scan job's run config is bounded like every scan option (tdsync.scan.model): a run asked
+"""The scan job's run config is bounded like every scan option (tdsync.domain.scan_model): a run asked
 for `example_rows: 100000` (which would store the whole table as examples) claims nothing."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tdsync import runs
-from tdsync.config import Settings
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
 from tdsync.defs.resources import default_resources
 from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
-from tdsync.errors import ValidationFailed
-from tdsync.models import Status
+from tdsync.domain.errors import ValidationFailed
+from tdsync.domain.models import Status
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_scan.conftest import SQLITE_SHOP, run_statements
 

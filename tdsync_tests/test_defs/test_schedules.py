@@ -14,7 +14,7 @@ from tdsync.defs.schedules import (
     SCHEDULE_TAG,
     refresh_connections_on_schedule,
 )
-from tdsync.errors import ValidationFailed
+from tdsync.domain.errors import ValidationFailed
 from tdsync.store import CatalogueStore
 
 

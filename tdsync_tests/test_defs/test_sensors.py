@@ -3,8 +3,8 @@
 import dagster as dg
 import pytest
 
-from tdsync import runs
-from tdsync.config import Settings
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
 from tdsync.defs.partitions import CONNECTIONS
 from tdsync.defs.refresh_job import CONNECTION_TAG
 from tdsync.defs.resources import CatalogueResource
@@ -15,7 +15,7 @@ from tdsync.defs.sensors import (
     settle_failed_runs,
     sync_connection_partitions,
 )
-from tdsync.models import Status, utcnow
+from tdsync.domain.models import Status, utcnow
 from tdsync.store import CatalogueStore
 
 RESOURCES = {"catalogue": CatalogueResource()}

@@ -9,10 +9,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tdsync import runs
-from tdsync.config import Settings, ensure_dagster_home
+from tdsync.config.settings import Settings, ensure_dagster_home
+from tdsync.defs import runs
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
-from tdsync.errors import ConnectionBusy
+from tdsync.domain.errors import ConnectionBusy
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_api.live import ApiProcess
 from tdsync_tests.test_deploy.conftest import http_refresh_and_scan, process_env, step_pids

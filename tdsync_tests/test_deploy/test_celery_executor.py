@@ -14,10 +14,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tdsync.config import Settings, ensure_dagster_home
+from tdsync.config.deployment import DEPLOY_DIR
+from tdsync.config.settings import Settings, ensure_dagster_home
 from tdsync.defs.partitions import ensure_partition
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
-from tdsync.deployment import DEPLOY_DIR
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_deploy.conftest import (
     REPO,

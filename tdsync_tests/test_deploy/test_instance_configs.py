@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tdsync.config import Settings, ensure_dagster_home
+from tdsync.config.deployment import DEPLOY_DIR, instance_config_path
+from tdsync.config.settings import Settings, ensure_dagster_home
 from tdsync.defs.refresh_job import CONNECTION_TAG
-from tdsync.deployment import DEPLOY_DIR, instance_config_path
 from tdsync_tests.test_deploy.conftest import instance_on
 
 PER_CONNECTION_LIMIT = {

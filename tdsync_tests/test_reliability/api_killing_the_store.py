@@ -53,6 +53,6 @@ class KillStoreMidRefresh(monitoring.CommandListener):
 if __name__ == "__main__":
     monitoring.register(KillStoreMidRefresh())  # before any client exists
 
-    from tdsync.cli import main
+    from tdsync.cli.main import main
 
     sys.exit(main(sys.argv[1:]))

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tdsync.catalogue import open_store
-from tdsync.embedded import answers, local_uri, server_command
 from tdsync.store import CatalogueStore
+from tdsync.store.client import open_store
+from tdsync.store.embedded import answers, local_uri, server_command
 from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database, until
 from tdsync_tests.test_api.live import ApiProcess, free_port, isolated_env, settings_for
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tdsync.cli import main
+from tdsync.cli.main import main
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_api.live import ApiProcess, unique
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tdsync import runs
-from tdsync.errors import ConnectionNotFound
+from tdsync.defs import runs
+from tdsync.domain.errors import ConnectionNotFound
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import until
 from tdsync_tests.test_api.live import ApiProcess, settings_for, unique

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tdsync.embedded import stop_embedded
+from tdsync.store.embedded import stop_embedded
 from tdsync_tests.conftest import until
 from tdsync_tests.test_api.live import ApiProcess, free_port
 from tdsync_tests.test_cli.conftest import TDSYNC

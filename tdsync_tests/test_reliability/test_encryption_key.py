@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from tdsync.catalogue import open_store
 from tdsync.store import CatalogueStore
+from tdsync.store.client import open_store
 from tdsync_tests.test_api.live import free_port, isolated_env, settings_for
 from tdsync_tests.test_reliability.conftest import CANARY
 

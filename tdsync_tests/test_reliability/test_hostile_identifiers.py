@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tdsync import runs
-from tdsync.config import Settings
-from tdsync.models import Status
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
+from tdsync.domain.models import Status
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database
 from tdsync_tests.test_reliability.conftest import duplicates

@@ -25,12 +25,13 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from tdsync.cli import main
-from tdsync.config import Settings
-from tdsync.errors import InvalidDatabaseConnection
-from tdsync.models import Status, TableType
-from tdsync.scan import ScanOptions, ScanTarget, scan_tables
-from tdsync.sources import source_engine
+from tdsync.cli.main import main
+from tdsync.config.settings import Settings
+from tdsync.domain.errors import InvalidDatabaseConnection
+from tdsync.domain.models import Status, TableType
+from tdsync.domain.scan_model import ScanOptions, ScanTarget
+from tdsync.sources.engine import source_engine
+from tdsync.sources.scanner import scan_tables
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import MYSQL_ADMIN_URL, execute
 from tdsync_tests.test_api.live import ApiProcess, unique

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tdsync import runs
-from tdsync.config import Settings
-from tdsync.models import Status, as_utc, utcnow
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
+from tdsync.domain.models import Status, as_utc, utcnow
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import PG_ADMIN_URL, _server_database, execute, until
 from tdsync_tests.test_api.live import ApiProcess, unique
@@ -33,9 +33,9 @@ from tdsync_tests.test_reliability.conftest import duplicates
 CLI_SCAN = textwrap.dedent(
     """
     import sys
-    from tdsync import leases
-    leases.LEASE_TTL_S, leases.RENEW_EVERY_S = 2.0, 0.5
-    from tdsync.cli import main
+    from tdsync.services import connection_lease
+    connection_lease.LEASE_TTL_S, connection_lease.RENEW_EVERY_S = 2.0, 0.5
+    from tdsync.cli.main import main
     sys.exit(main(["scan", sys.argv[1]]))
     """
 )
@@ -133,14 +133,16 @@ def test_cli_scan_killed_mid_scan_recovers_and_a_rescan_converges(
 
 
 def launched_scans(home: str) -> list[int]:
-    """Pids of the detached scan runs (`python -m tdsync.scan.launch HOME/scans/…`)."""
+    """Pids of the detached scan runs (`python -m tdsync.services.scan_requests HOME/scans/…`)."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"tdsync.scan.launch" in cmdline and any(home.encode() in part for part in cmdline):
+        if b"tdsync.services.scan_requests" in cmdline and any(
+            home.encode() in part for part in cmdline
+        ):
             found.append(int(proc.name))
     return found
 

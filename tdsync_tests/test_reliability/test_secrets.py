@@ -24,9 +24,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tdsync import runs
-from tdsync.errors import TdsyncError
-from tdsync.models import Status
+from tdsync.defs import runs
+from tdsync.domain.errors import TdsyncError
+from tdsync.domain.models import Status
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, until
 from tdsync_tests.test_api.live import ApiProcess, settings_for, unique

@@ -16,11 +16,11 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
-from tdsync import runs
-from tdsync.config import Settings
-from tdsync.errors import InvalidDatabaseConnection
-from tdsync.models import Status
-from tdsync.sources import answer_deadline_s, create_source_engine, list_live_tables
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
+from tdsync.domain.errors import InvalidDatabaseConnection
+from tdsync.domain.models import Status
+from tdsync.sources.engine import answer_deadline_s, create_source_engine, list_live_tables
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import PG_ADMIN_URL, _server_database, execute, until
 from tdsync_tests.test_reliability.proxy import SilentProxy

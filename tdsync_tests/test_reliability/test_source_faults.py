@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from tdsync import runs
-from tdsync.config import Settings
-from tdsync.errors import InvalidDatabaseConnection
-from tdsync.models import Status
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
+from tdsync.domain.errors import InvalidDatabaseConnection
+from tdsync.domain.models import Status
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import PG_ADMIN_URL, _server_database, execute
 from tdsync_tests.test_reliability.conftest import BackendKiller, duplicates

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from tdsync import runs
-from tdsync.catalogue import open_store
-from tdsync.models import Status
+from tdsync.defs import runs
+from tdsync.domain.models import Status
+from tdsync.store.client import open_store
 from tdsync_tests.conftest import until
 from tdsync_tests.test_api.live import ApiProcess, isolated_env, settings_for
 from tdsync_tests.test_reliability.conftest import StoreProcess, duplicates

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tdsync.config import Settings
-from tdsync.sources import list_live_tables
+from tdsync.config.settings import Settings
+from tdsync.sources.engine import list_live_tables
 from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database
 
 HOSTILE_TABLE = 'Wéird "Tab" le'
@@ -199,7 +199,7 @@ def sources_of(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[s
 
 def live_targets(uri: str, schemas: list[str] | None, *, settings: Settings):
     """ScanTargets for every live table, as a refresh would have catalogued them."""
-    from tdsync.scan import ScanTarget
+    from tdsync.domain.scan_model import ScanTarget
 
     listing = list_live_tables(uri, schemas, settings=settings)
     return [

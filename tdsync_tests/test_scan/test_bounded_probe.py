@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from tdsync.config import Settings
-from tdsync.models import TableType
-from tdsync.scan import ScanOptions, ScanTarget, TableScan, scan_tables
+from tdsync.config.settings import Settings
+from tdsync.domain.models import TableType
+from tdsync.domain.scan_model import ScanOptions, ScanTarget, TableScan
+from tdsync.sources.scanner import scan_tables
 from tdsync_tests.test_scan.conftest import run_statements
 
 MILLION = 1_000_000

@@ -7,9 +7,10 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from tdsync.config import Settings
-from tdsync.models import ForeignKey
-from tdsync.scan import ScanOptions, TableScan, scan_tables
+from tdsync.config.settings import Settings
+from tdsync.domain.models import ForeignKey
+from tdsync.domain.scan_model import ScanOptions, TableScan
+from tdsync.sources.scanner import scan_tables
 from tdsync_tests.test_scan.conftest import (
     DIALECTS,
     HOSTILE_TABLE,
@@ -184,7 +185,7 @@ def test_plain_postgresql_ddl_is_the_text_sqlalchemy_compiles(
 ) -> None:
     """The scan renders plain PostgreSQL tables itself (for speed): the very text SQLAlchemy's
     CreateTable gives, hostile names and all; other tables still go through SQLAlchemy."""
-    from tdsync.scan import reflect
+    from tdsync.sources import reflect
 
     uri, schemas = sources_of("postgresql").shop()
     targets = live_targets(uri, schemas, settings=source_settings)

@@ -9,9 +9,9 @@ import sys
 import textwrap
 from datetime import timedelta
 
-from tdsync import runs
-from tdsync.config import Settings
-from tdsync.models import Status, as_utc, utcnow
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
+from tdsync.domain.models import Status, as_utc, utcnow
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import until
 from tdsync_tests.test_scan.conftest import run_statements
@@ -19,10 +19,11 @@ from tdsync_tests.test_scan.conftest import run_statements
 CHILD = textwrap.dedent(
     """
     import sys
-    from tdsync import leases, runs
-    from tdsync.config import Settings
+    from tdsync.defs import runs
+    from tdsync.services import connection_lease
+    from tdsync.config.settings import Settings
     # Stands in for the time a dead holder's connection lease takes to expire (two minutes).
-    leases.LEASE_TTL_S = 1.0
+    connection_lease.LEASE_TTL_S = 1.0
     runs.scan(sys.argv[1], trigger="cli", settings=Settings.from_env())
     """
 )

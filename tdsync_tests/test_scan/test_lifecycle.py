@@ -10,11 +10,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tdsync import runs
-from tdsync.config import Settings
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
-from tdsync.errors import InvalidDatabaseConnection, TableDescriptionNotFound
-from tdsync.models import Status, utcnow
+from tdsync.domain.errors import InvalidDatabaseConnection, TableDescriptionNotFound
+from tdsync.domain.models import Status, utcnow
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_scan.conftest import SQLITE_SHOP, run_statements
 

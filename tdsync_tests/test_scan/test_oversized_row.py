@@ -15,10 +15,10 @@ import pytest
 from bson import ObjectId
 from fastapi.testclient import TestClient
 
-from tdsync import runs
 from tdsync.api.app import create_app
-from tdsync.config import Settings
-from tdsync.models import Status
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
+from tdsync.domain.models import Status
 from tdsync.store import CatalogueStore
 from tdsync.store.scans import TOO_LARGE_TO_CLAIM, TOO_LARGE_TO_SCAN
 from tdsync_tests.conftest import until

@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
-from tdsync.models import ColumnDescription, utcnow
-from tdsync.scan.merge import merge_columns, schema_drift
-from tdsync.scan.runner import _message
-from tdsync.scan.sample import ColumnStats, TableStats, _from_stats, json_safe, looks_secret
-from tdsync.scan.sample import parse_pg_array as parse
+from tdsync.domain.models import ColumnDescription, utcnow
+from tdsync.domain.schema_merge import merge_columns, schema_drift
+from tdsync.sources.sample import ColumnStats, TableStats, _from_stats, json_safe, looks_secret
+from tdsync.sources.sample import parse_pg_array as parse
+from tdsync.sources.scanner import _message
 
 
 def col(name: str, data_type: str = "TEXT", **kw) -> ColumnDescription:

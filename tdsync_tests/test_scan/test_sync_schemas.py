@@ -10,11 +10,11 @@ import dagster as dg
 import pytest
 from fastapi.testclient import TestClient
 
-from tdsync import runs
 from tdsync.api.app import create_app
-from tdsync.config import Settings
+from tdsync.config.settings import Settings
+from tdsync.defs import runs
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
-from tdsync.models import Status
+from tdsync.domain.models import Status
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import until
 from tdsync_tests.test_api.live import ApiProcess, isolated_env, settings_for, unique
@@ -179,7 +179,7 @@ def test_sync_schemas_through_a_real_api_process(
             assert got["last_schema_sync"] is not None
     finally:
         server.stop()
-        from tdsync.catalogue import open_store
+        from tdsync.store.client import open_store
 
         open_store(settings_for(env)).client.drop_database(env["TDSYNC_MONGO_DB"])
 

@@ -2,7 +2,7 @@
 
 A connection is tried (connect once, look for its schemas) before it is stored, so a mistyped
 host, password or schema is refused now rather than at its first refresh; a new one has its
-tables listed (tdsync.registration) before the 201.
+tables listed (tdsync.services.connections) before the 201.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from fastapi import APIRouter, Response
 from tdsync.api.deps import State, Store, path_id
 from tdsync.api.errors import error_responses
 from tdsync.api.schemas import ConnectionCreate, ConnectionUpdate, IdInPath
-from tdsync.config import Settings
-from tdsync.models import DatabaseConnection
-from tdsync.registration import change_connection, register_connection
-from tdsync.scan.launch import WEBHOOK_TRIGGER
+from tdsync.config.settings import Settings
+from tdsync.domain.models import DatabaseConnection
+from tdsync.services.connections import change_connection, register_connection
+from tdsync.services.scan_requests import WEBHOOK_TRIGGER
 
 # Registration waits for this at most, whatever TDSYNC_SOURCE_TIMEOUT_S allows a refresh.
 CHECK_TIMEOUT_S = 5.0

@@ -2,7 +2,7 @@
 
 `POST /refresh` runs the `refresh_table_descriptions` job as a Dagster run on the configured
 instance (tagged `tdsync/trigger=webhook`) and answers 201 with the connection's full list once
-the run has finished. Concurrent refreshes of one connection share one run (tdsync.runs.refresh
+the run has finished. Concurrent refreshes of one connection share one run (tdsync.defs.runs.refresh
 joins a refresh of the connection in flight, in any process).
 
 Both lists are streamed (tdsync.api.streaming): written as they are read from the store.
@@ -15,13 +15,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from tdsync import runs
 from tdsync.api.deps import State, Store, path_id
 from tdsync.api.errors import error_responses
 from tdsync.api.schemas import OBJECT_ID_PATTERN, DescriptionUpdate, IdInPath, RefreshRequest
 from tdsync.api.streaming import streamed_descriptions
-from tdsync.models import Status, TableDescription
-from tdsync.scan.launch import WEBHOOK_TRIGGER
+from tdsync.defs import runs
+from tdsync.domain.models import Status, TableDescription
+from tdsync.services.scan_requests import WEBHOOK_TRIGGER
 
 router = APIRouter(prefix="/table-descriptions", tags=["table descriptions"])
 PAGE_MAX = 10_000

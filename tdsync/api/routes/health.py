@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from tdsync.api.auth import key_matches
 from tdsync.api.deps import State
 from tdsync.api.errors import STORAGE_FAILURES
-from tdsync.errors import StorageUnavailable, TdsyncError
+from tdsync.domain.errors import StorageUnavailable, TdsyncError
 
 router = APIRouter(tags=["health"])
 

@@ -5,7 +5,7 @@ The body is the engine's object or the Dataherald service's (and SDK's) list of
 metadata of the rows it scans (the service finds rows by `metadata.dh_internal`).
 
 The requested descriptions are marked SYNCHRONIZING before the answer (201, sorted by schema and
-table name); the scan itself runs as a Dagster run in a detached process (tdsync.scan.launch), so
+table name); the scan itself runs as a Dagster run in a detached process (tdsync.services.scan_requests), so
 neither the request nor a dagster-daemon has to wait for it. Poll the descriptions for the outcome.
 """
 
@@ -17,12 +17,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from tdsync import runs
 from tdsync.api.deps import State
 from tdsync.api.errors import error_responses
 from tdsync.api.schemas import Metadata, ObjectIdStr
-from tdsync.models import TableDescription
-from tdsync.scan.launch import WEBHOOK_TRIGGER, request_scan
+from tdsync.defs import runs
+from tdsync.domain.models import TableDescription
+from tdsync.services.scan_requests import WEBHOOK_TRIGGER, request_scan
 
 router = APIRouter(prefix="/table-descriptions", tags=["table descriptions"])
 
