@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 import tdsync.definitions
-from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource
+from tdsync.defs.resources import StoreResource, SourceDatabasesResource
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNNING_SCHEDULE, RUNNING_SENSOR = dg.DefaultScheduleStatus.RUNNING, dg.DefaultSensorStatus.RUNNING
@@ -177,4 +177,4 @@ def test_resources_show_where_their_settings_come_from(tdsync_env: dict[str, str
         assert started.catalogue.settings().mongo_db == tdsync_env["TDSYNC_MONGO_DB"]
     # Set as fields, a test or an operator needs no environment variable.
     assert SourceDatabasesResource(timeout_s=1.5).settings().source_timeout_s == 1.5
-    assert CatalogueResource(lease_wait_s=2).settings().lease_wait_s == 2
+    assert StoreResource(lease_wait_s=2).settings().lease_wait_s == 2

@@ -18,7 +18,7 @@ import tdsync
 from tdsync.cli.main import main
 from tdsync.config import settings as config
 from tdsync.config.settings import Settings
-from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource
+from tdsync.defs.resources import StoreResource, SourceDatabasesResource
 from tdsync.domain.errors import InvalidDatabaseConnection
 from tdsync.sources.engine import check_connection, create_source_engine
 from tdsync.store import mongo_client
@@ -90,7 +90,7 @@ def test_resources_fields_are_their_settings_and_win_over_the_environment(
 ) -> None:
     monkeypatch.setenv("TDSYNC_LEASE_WAIT_S", "300")
     monkeypatch.setenv("TDSYNC_SOURCE_TIMEOUT_S", "10")
-    catalogue = CatalogueResource(home=str(tmp_path), mongo_db="given_db", lease_wait_s=7.5)
+    catalogue = StoreResource(home=str(tmp_path), mongo_db="given_db", lease_wait_s=7.5)
     settings = catalogue.settings()
     assert (settings.home, settings.mongo_db, settings.lease_wait_s) == (tmp_path, "given_db", 7.5)
     assert settings.dagster_home == tmp_path / "dagster"

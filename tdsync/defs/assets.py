@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 
 from tdsync.defs.partitions import connection_for_partition
-from tdsync.defs.resources import CatalogueResource, failures_as_dagster
+from tdsync.defs.resources import StoreResource, failures_as_dagster
 from tdsync.domain.models import DatabaseConnection, Status, utcnow
 from tdsync.store import CatalogueStore
 
@@ -125,7 +125,7 @@ def catalogue_checks(
     name="table_description_checks",
     can_subset=True,  # so the UI can execute either check on its own
 )
-def table_description_checks(context: dg.AssetCheckExecutionContext, catalogue: CatalogueResource):
+def table_description_checks(context: dg.AssetCheckExecutionContext, catalogue: StoreResource):
     store = catalogue.get_store()
     with failures_as_dagster():
         scope = None  # on their own: every connection

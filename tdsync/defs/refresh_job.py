@@ -18,7 +18,7 @@ from tdsync.defs.connection_lease import (
     release_connection_lease,
 )
 from tdsync.defs.partitions import CONNECTIONS, connection_for_partition
-from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
+from tdsync.defs.resources import StoreResource, SourceDatabasesResource, failures_as_dagster
 from tdsync.domain.cron import cron_problem, moment, next_fire_after
 from tdsync.domain.models import utcnow
 from tdsync.domain.refresh_rules import Listing, RefreshPlan
@@ -52,7 +52,7 @@ class ConnectionRef:
 
 
 @dg.op
-def load_connection(context: dg.OpExecutionContext, catalogue: CatalogueResource) -> ConnectionRef:
+def load_connection(context: dg.OpExecutionContext, catalogue: StoreResource) -> ConnectionRef:
     """The connection of the run's partition (its alias), no config to type."""
     with failures_as_dagster():
         found = connection_for_partition(catalogue.get_store(), context.partition_key)
@@ -67,7 +67,7 @@ def load_connection(context: dg.OpExecutionContext, catalogue: CatalogueResource
 def list_live_tables(
     context: dg.OpExecutionContext,
     connection: ConnectionRef,
-    catalogue: CatalogueResource,
+    catalogue: StoreResource,
     sources: SourceDatabasesResource,
 ) -> Listing:
     with failures_as_dagster(), gc_paused():
@@ -96,7 +96,7 @@ def diff_against_catalogue(
     config: RefreshConfig,
     connection: ConnectionRef,
     listing: Listing,
-    catalogue: CatalogueResource,
+    catalogue: StoreResource,
     sources: SourceDatabasesResource,
 ) -> RefreshPlan:
     """The plan; new tables are fingerprinted (one catalog query per schema that has some), so
@@ -127,7 +127,7 @@ def write_statuses(
     context: dg.OpExecutionContext,
     connection: ConnectionRef,
     plan: RefreshPlan,
-    catalogue: CatalogueResource,
+    catalogue: StoreResource,
 ) -> None:
     """Apply the plan; the materialization's metadata is the refresh's summary (counts by status
     after it, what it added, deprecated and restored), which the API and CLI read back."""
@@ -228,7 +228,7 @@ def _names(keys) -> dg.MetadataValue:
 
 
 def take_connection(
-    context: dg.OpExecutionContext, catalogue: CatalogueResource, id_or_alias: str
+    context: dg.OpExecutionContext, catalogue: StoreResource, id_or_alias: str
 ) -> ConnectionRef:
     """The first step of both jobs: load the run's connection, tag the run with it and take the
     connection's lease (waiting, bounded, for another run of it)."""

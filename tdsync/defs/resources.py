@@ -25,7 +25,7 @@ from tdsync.store import CatalogueStore
 from tdsync.store.client import shared_store
 
 
-class CatalogueResource(dg.ConfigurableResource):
+class StoreResource(dg.ConfigurableResource):
     """The MongoDB catalogue, and how long runs hold and wait for its leases.
 
     Where each field comes from, in the code location (`default_resources`):
@@ -155,7 +155,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
     bound = {
         field: dg.EnvVar(name) for field, name in CATALOGUE_ENV.items() if os.environ.get(name)
     }
-    return {"catalogue": CatalogueResource(**bound), "sources": SourceDatabasesResource()}
+    return {"catalogue": StoreResource(**bound), "sources": SourceDatabasesResource()}
 
 
 # What a person can do about an expected failure, shown with it in the run's failure.

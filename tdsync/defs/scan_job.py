@@ -15,7 +15,7 @@ from pydantic import Field
 from tdsync.defs.bulk import gc_paused
 from tdsync.defs.connection_lease import release_connection_lease
 from tdsync.defs.refresh_job import TRIGGER_TAG, ConnectionRef, take_connection
-from tdsync.defs.resources import CatalogueResource, SourceDatabasesResource, failures_as_dagster
+from tdsync.defs.resources import StoreResource, SourceDatabasesResource, failures_as_dagster
 from tdsync.domain.errors import TdsyncError
 from tdsync.domain.models import utcnow
 from tdsync.domain.scan_model import (
@@ -71,7 +71,7 @@ class ScanBatch:
 def start_scan(
     context: dg.OpExecutionContext,
     config: ScanConfig,
-    catalogue: CatalogueResource,
+    catalogue: StoreResource,
     sources: SourceDatabasesResource,
 ) -> ScanBatch:
     """Load the connection, fail rows of dead scans, mark the requested rows SYNCHRONIZING."""
@@ -114,7 +114,7 @@ def start_scan(
 def scan_tables(
     context: dg.OpExecutionContext,
     batch: ScanBatch,
-    catalogue: CatalogueResource,
+    catalogue: StoreResource,
     sources: SourceDatabasesResource,
 ) -> dict:
     """Scan every claimed table (bounded parallelism) and settle each SCANNED or FAILED."""

@@ -9,7 +9,7 @@ import dagster as dg
 
 from tdsync.defs.partitions import ensure_partition, partition_key
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG, refresh_table_descriptions
-from tdsync.defs.resources import CatalogueResource, failures_as_dagster
+from tdsync.defs.resources import StoreResource, failures_as_dagster
 from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
 from tdsync.domain.cron import due_refreshes, moment
 
@@ -32,7 +32,7 @@ NEXT_REFRESH_TAG = "tdsync/next_refresh"
     ),
 )
 def refresh_connections_on_schedule(
-    context: dg.ScheduleEvaluationContext, catalogue: CatalogueResource
+    context: dg.ScheduleEvaluationContext, catalogue: StoreResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
     with failures_as_dagster():
         connections = catalogue.get_store().list_connections()
@@ -73,7 +73,7 @@ def refresh_connections_on_schedule(
     ),
 )
 def scan_connections_on_schedule(
-    context: dg.ScheduleEvaluationContext, catalogue: CatalogueResource
+    context: dg.ScheduleEvaluationContext, catalogue: StoreResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
     with failures_as_dagster():
         connections = catalogue.get_store().list_connections()

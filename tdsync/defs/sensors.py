@@ -23,7 +23,7 @@ from tdsync.defs.refresh_job import (
     TRIGGER_TAG,
     refresh_table_descriptions,
 )
-from tdsync.defs.resources import CatalogueResource, failures_as_dagster
+from tdsync.defs.resources import StoreResource, failures_as_dagster
 from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
 from tdsync.domain.errors import TdsyncError
 from tdsync.domain.models import DatabaseConnection, as_utc, utcnow
@@ -75,7 +75,7 @@ def run_error(context: dg.RunFailureSensorContext) -> str:
     minimum_interval_seconds=15,
     description="A failed scan's SYNCHRONIZING rows become FAILED; the run's lease is freed.",
 )
-def settle_failed_runs(context: dg.RunFailureSensorContext, catalogue: CatalogueResource) -> None:
+def settle_failed_runs(context: dg.RunFailureSensorContext, catalogue: StoreResource) -> None:
     with failures_as_dagster():
         context.log.info(
             settle_ended_run(catalogue.get_store(), context.dagster_run, run_error(context))
@@ -89,7 +89,7 @@ def settle_failed_runs(context: dg.RunFailureSensorContext, catalogue: Catalogue
     minimum_interval_seconds=15,
     description="A cancelled scan's SYNCHRONIZING rows become FAILED; the run's lease is freed.",
 )
-def settle_cancelled_runs(context: dg.RunStatusSensorContext, catalogue: CatalogueResource) -> None:
+def settle_cancelled_runs(context: dg.RunStatusSensorContext, catalogue: StoreResource) -> None:
     with failures_as_dagster():
         context.log.info(
             settle_ended_run(
@@ -110,7 +110,7 @@ def settle_cancelled_runs(context: dg.RunStatusSensorContext, catalogue: Catalog
     ),
 )
 def sync_connection_partitions(
-    context: dg.SensorEvaluationContext, catalogue: CatalogueResource
+    context: dg.SensorEvaluationContext, catalogue: StoreResource
 ) -> dg.SensorResult | dg.SkipReason:
     with failures_as_dagster():
         keys = sorted(partition_key(conn) for conn in catalogue.get_store().list_connections())
@@ -141,7 +141,7 @@ def sync_connection_partitions(
     ),
 )
 def check_table_descriptions(
-    context: dg.SensorEvaluationContext, catalogue: CatalogueResource
+    context: dg.SensorEvaluationContext, catalogue: StoreResource
 ) -> dg.SensorResult | dg.SkipReason:
     with failures_as_dagster():
         outcomes = catalogue_checks(catalogue.get_store(), utcnow())
@@ -192,7 +192,7 @@ def orphan_reason(
     ),
 )
 def settle_orphaned_runs(
-    context: dg.SensorEvaluationContext, catalogue: CatalogueResource
+    context: dg.SensorEvaluationContext, catalogue: StoreResource
 ) -> dg.SkipReason:
     now = utcnow()
     wait_s = catalogue.settings().lease_wait_s
@@ -255,7 +255,7 @@ def tables_to_scan(
     ),
 )
 def scan_what_refreshes_found(
-    context: dg.SensorEvaluationContext, catalogue: CatalogueResource
+    context: dg.SensorEvaluationContext, catalogue: StoreResource
 ) -> dg.SensorResult | dg.SkipReason:
     # The cursor is the event log's: each materialization is looked at once, in order.
     found = context.instance.fetch_materializations(

@@ -15,7 +15,7 @@ from tdsync.config.settings import Settings
 from tdsync.definitions import defs
 from tdsync.defs import runs
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
-from tdsync.defs.resources import CatalogueResource
+from tdsync.defs.resources import StoreResource
 from tdsync.defs.schedules import scan_connections_on_schedule
 from tdsync.defs.sensors import scan_what_refreshes_found
 from tdsync.domain.models import Status
@@ -23,7 +23,7 @@ from tdsync.store import CatalogueStore
 from tdsync_tests.test_defs.test_schedules import at
 from tdsync_tests.test_scan.conftest import run_statements
 
-RESOURCES = {"catalogue": CatalogueResource()}
+RESOURCES = {"catalogue": StoreResource()}
 
 
 @pytest.fixture

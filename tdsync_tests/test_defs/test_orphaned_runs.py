@@ -12,7 +12,7 @@ import dagster as dg
 from tdsync.config.settings import Settings
 from tdsync.defs import runs
 from tdsync.defs.refresh_job import CONNECTION_TAG
-from tdsync.defs.resources import CatalogueResource
+from tdsync.defs.resources import StoreResource
 from tdsync.defs.sensors import orphan_reason, settle_orphaned_runs
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -90,7 +90,7 @@ def test_killed_api_process_run_is_marked_failed_and_frees_its_connection(
     assert store.connection_lease(conn.id)["holder"] == run_id
 
     context = dg.build_sensor_context(
-        instance=instance, resources={"catalogue": CatalogueResource()}
+        instance=instance, resources={"catalogue": StoreResource()}
     )
     assert "none orphaned" in settle_orphaned_runs(context).skip_message  # its lease is still live
 
@@ -99,7 +99,7 @@ def test_killed_api_process_run_is_marked_failed_and_frees_its_connection(
         {"_id": conn.id}, {"$set": {"expires_at": datetime.now(UTC) - timedelta(seconds=1)}}
     )
     result = settle_orphaned_runs(
-        dg.build_sensor_context(instance=instance, resources={"catalogue": CatalogueResource()})
+        dg.build_sensor_context(instance=instance, resources={"catalogue": StoreResource()})
     )
     assert run_id in result.skip_message
     assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE

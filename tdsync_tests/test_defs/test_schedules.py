@@ -8,7 +8,7 @@ import pytest
 from tdsync.definitions import defs
 from tdsync.defs.partitions import CONNECTIONS
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
-from tdsync.defs.resources import CatalogueResource
+from tdsync.defs.resources import StoreResource
 from tdsync.defs.schedules import (
     NEXT_REFRESH_TAG,
     SCHEDULE_TAG,
@@ -23,7 +23,7 @@ def tick(at: datetime):
         context = dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=at,
-            resources={"catalogue": CatalogueResource()},
+            resources={"catalogue": StoreResource()},
             repository_def=defs().get_repository_def(),
         )
         result = refresh_connections_on_schedule.evaluate_tick(context)

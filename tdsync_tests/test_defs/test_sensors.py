@@ -7,7 +7,7 @@ from tdsync.config.settings import Settings
 from tdsync.defs import runs
 from tdsync.defs.partitions import CONNECTIONS
 from tdsync.defs.refresh_job import CONNECTION_TAG
-from tdsync.defs.resources import CatalogueResource
+from tdsync.defs.resources import StoreResource
 from tdsync.defs.sensors import (
     SCAN_JOB,
     check_table_descriptions,
@@ -18,7 +18,7 @@ from tdsync.defs.sensors import (
 from tdsync.domain.models import Status, utcnow
 from tdsync.store import CatalogueStore
 
-RESOURCES = {"catalogue": CatalogueResource()}
+RESOURCES = {"catalogue": StoreResource()}
 
 
 @dg.op

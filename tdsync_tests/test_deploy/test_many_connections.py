@@ -21,7 +21,7 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
 
 from tdsync.definitions import defs
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
-from tdsync.defs.resources import CatalogueResource
+from tdsync.defs.resources import StoreResource
 from tdsync.defs.schedules import refresh_connections_on_schedule
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_deploy.conftest import REPO, instance_on, tdsync_job
@@ -138,7 +138,7 @@ def _tick(instance: dg.DagsterInstance, at: datetime) -> list[dg.RunRequest]:
     context = dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=at,
-        resources={"catalogue": CatalogueResource()},
+        resources={"catalogue": StoreResource()},
         repository_def=defs().get_repository_def(),
     )
     return list(refresh_connections_on_schedule.evaluate_tick(context).run_requests)
