@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 import tdsync.definitions
-from tdsync.defs.resources import StoreResource, SourceDatabasesResource
+from tdsync.defs.resources import SourceDatabasesResource, StoreResource
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNNING_SCHEDULE, RUNNING_SENSOR = dg.DefaultScheduleStatus.RUNNING, dg.DefaultSensorStatus.RUNNING

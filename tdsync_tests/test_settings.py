@@ -18,7 +18,7 @@ import tdsync
 from tdsync.cli.main import main
 from tdsync.config import settings as config
 from tdsync.config.settings import Settings
-from tdsync.defs.resources import StoreResource, SourceDatabasesResource
+from tdsync.defs.resources import SourceDatabasesResource, StoreResource
 from tdsync.domain.errors import InvalidDatabaseConnection
 from tdsync.sources.engine import check_connection, create_source_engine
 from tdsync.store import mongo_client

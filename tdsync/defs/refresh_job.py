@@ -18,7 +18,7 @@ from tdsync.defs.connection_lease import (
     release_connection_lease,
 )
 from tdsync.defs.partitions import CONNECTIONS, connection_for_partition
-from tdsync.defs.resources import StoreResource, SourceDatabasesResource, failures_as_dagster
+from tdsync.defs.resources import SourceDatabasesResource, StoreResource, failures_as_dagster
 from tdsync.domain.cron import cron_problem, moment, next_fire_after
 from tdsync.domain.models import utcnow
 from tdsync.domain.refresh_rules import Listing, RefreshPlan

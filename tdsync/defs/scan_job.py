@@ -15,7 +15,7 @@ from pydantic import Field
 from tdsync.defs.bulk import gc_paused
 from tdsync.defs.connection_lease import release_connection_lease
 from tdsync.defs.refresh_job import TRIGGER_TAG, ConnectionRef, take_connection
-from tdsync.defs.resources import StoreResource, SourceDatabasesResource, failures_as_dagster
+from tdsync.defs.resources import SourceDatabasesResource, StoreResource, failures_as_dagster
 from tdsync.domain.errors import TdsyncError
 from tdsync.domain.models import utcnow
 from tdsync.domain.scan_model import (

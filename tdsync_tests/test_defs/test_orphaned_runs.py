@@ -89,9 +89,7 @@ def test_killed_api_process_run_is_marked_failed_and_frees_its_connection(
     run_id = started[0].dagster_run.run_id
     assert store.connection_lease(conn.id)["holder"] == run_id
 
-    context = dg.build_sensor_context(
-        instance=instance, resources={"catalogue": StoreResource()}
-    )
+    context = dg.build_sensor_context(instance=instance, resources={"catalogue": StoreResource()})
     assert "none orphaned" in settle_orphaned_runs(context).skip_message  # its lease is still live
 
     # Two minutes later nobody has renewed the lease: the run is dead.
