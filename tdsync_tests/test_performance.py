@@ -13,7 +13,7 @@ from tdsync.defs import runs
 from tdsync.defs.bulk import gc_paused
 from tdsync.domain.models import Status, TableType
 from tdsync.domain.refresh_rules import Listing, LiveTable, StoredTable, plan_refresh
-from tdsync.sources.engine import _list_schema, list_live_tables
+from tdsync.sources.listing import _list_schema, list_live_tables
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -17,7 +17,7 @@ from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.domain.errors import ConnectionNotFound, EmptyDatabase, InvalidDatabaseConnection
 from tdsync.domain.models import utcnow
 from tdsync.domain.refresh_rules import plan_refresh
-from tdsync.sources.engine import list_live_tables
+from tdsync.sources.listing import list_live_tables
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import PG_ADMIN_URL, _server_database, execute
 

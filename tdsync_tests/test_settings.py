@@ -20,7 +20,8 @@ from tdsync.config import settings as config
 from tdsync.config.settings import Settings
 from tdsync.defs.resources import SourceDatabasesResource, StoreResource
 from tdsync.domain.errors import InvalidDatabaseConnection
-from tdsync.sources.engine import check_connection, create_source_engine
+from tdsync.sources.check import check_connection
+from tdsync.sources.engine import create_source_engine
 from tdsync.store import mongo_client
 from tdsync.store.client import shared_store
 from tdsync_tests.conftest import secantus_tuned

@@ -12,7 +12,8 @@ from tdsync.config.settings import Settings
 from tdsync.domain.errors import InvalidDatabaseConnection
 from tdsync.domain.models import TableType
 from tdsync.domain.refresh_rules import Listing
-from tdsync.sources.engine import list_live_tables, source_engine
+from tdsync.sources.engine import source_engine
+from tdsync.sources.listing import list_live_tables
 from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database, execute
 from tdsync_tests.test_api.live import free_port
 

@@ -18,8 +18,8 @@ from tdsync.domain.errors import TdsyncError
 from tdsync.domain.models import plain_json
 from tdsync.domain.refresh_rules import Listing
 from tdsync.domain.scan_model import ScanOptions, ScanTarget, TableScan
-from tdsync.sources.engine import list_live_tables
 from tdsync.sources.fingerprints import fingerprint_tables
+from tdsync.sources.listing import list_live_tables
 from tdsync.sources.scanner import scan_tables
 from tdsync.store import CatalogueStore
 from tdsync.store.client import shared_store

@@ -12,7 +12,7 @@ from typing import Any
 from tdsync.config.settings import Settings
 from tdsync.defs import runs
 from tdsync.domain.models import DatabaseConnection
-from tdsync.sources.engine import check_connection
+from tdsync.sources.check import check_connection
 from tdsync.store import CatalogueStore
 
 

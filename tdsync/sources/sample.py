@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from tdsync.config.credentials import MASK
 from tdsync.domain.scan_model import ScanOptions
-from tdsync.sources.reflect import ReflectedTable, end_transaction
+from tdsync.sources.reflected import ReflectedTable, end_transaction
 
 _SECRET = re.compile(
     r"(?:^|_)(?:password|passwd|passphrase|pwd|secret|token|api_?key|apikey|access_?key|"

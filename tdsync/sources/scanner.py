@@ -24,15 +24,12 @@ from tdsync.config.credentials import scrub
 from tdsync.config.settings import Settings
 from tdsync.domain.errors import TdsyncError
 from tdsync.domain.scan_model import ScanOptions, ScanTarget, TableScan
-from tdsync.sources.engine import (
-    driver_message,
-    once_more_if_disconnected,
-    source_engine,
-    source_watch,
-)
+from tdsync.sources.engine import driver_message, once_more_if_disconnected, source_engine
 from tdsync.sources.fingerprints import read_fingerprints
-from tdsync.sources.reflect import ReflectedTable, TableNotFound, end_transaction, reflect_tables
+from tdsync.sources.reflect import reflect_tables
+from tdsync.sources.reflected import ReflectedTable, TableNotFound, end_transaction
 from tdsync.sources.sample import Sample, TableStats, catalogue_stats, sample_table
+from tdsync.sources.source_watch import source_watch
 
 SINGLE_CONNECTION_DIALECTS = {"duckdb"}  # one writer-capable connection per file and process
 REFLECT_ATTEMPTS = 3  # reflections of a table whose structure changes under the scan

@@ -20,7 +20,9 @@ from tdsync.config.settings import Settings
 from tdsync.defs import runs
 from tdsync.domain.errors import InvalidDatabaseConnection
 from tdsync.domain.models import Status
-from tdsync.sources.engine import answer_deadline_s, create_source_engine, list_live_tables
+from tdsync.sources.engine import create_source_engine
+from tdsync.sources.listing import list_live_tables
+from tdsync.sources.timeouts import answer_deadline_s
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import PG_ADMIN_URL, _server_database, execute, until
 from tdsync_tests.test_reliability.proxy import SilentProxy

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from tdsync.config.settings import Settings
-from tdsync.sources.engine import list_live_tables
+from tdsync.sources.listing import list_live_tables
 from tdsync_tests.conftest import MYSQL_ADMIN_URL, PG_ADMIN_URL, _server_database
 
 HOSTILE_TABLE = 'Wéird "Tab" le'

@@ -185,13 +185,13 @@ def test_plain_postgresql_ddl_is_the_text_sqlalchemy_compiles(
 ) -> None:
     """The scan renders plain PostgreSQL tables itself (for speed): the very text SQLAlchemy's
     CreateTable gives, hostile names and all; other tables still go through SQLAlchemy."""
-    from tdsync.sources import reflect
+    from tdsync.sources import ddl
 
     uri, schemas = sources_of("postgresql").shop()
     targets = live_targets(uri, schemas, settings=source_settings)
     metadata_only = ScanOptions(example_rows=0, max_categories=0)
     plain_rendered = []
-    render = reflect._plain_pg_table_ddl
+    render = ddl._plain_pg_table_ddl
 
     def counted(*args):
         ddl = render(*args)
@@ -199,12 +199,12 @@ def test_plain_postgresql_ddl_is_the_text_sqlalchemy_compiles(
             plain_rendered.append(ddl)
         return ddl
 
-    monkeypatch.setattr(reflect, "_plain_pg_table_ddl", counted)
+    monkeypatch.setattr(ddl, "_plain_pg_table_ddl", counted)
     fast = {
         r.target.qualified_name: r.table_schema
         for r in scan_tables(uri, targets, options=metadata_only, settings=source_settings)
     }
-    monkeypatch.setattr(reflect, "_plain_pg_table_ddl", lambda *args: None)
+    monkeypatch.setattr(ddl, "_plain_pg_table_ddl", lambda *args: None)
     compiled = {
         r.target.qualified_name: r.table_schema
         for r in scan_tables(uri, targets, options=metadata_only, settings=source_settings)
