@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 from tdsync.domain.description_json import json_array_chunks
 from tdsync.domain.models import MASK, Status, TableDescription, TableType
 from tdsync.store import CatalogueStore
-from tdsync.store.descriptions import _described
+from tdsync.store.common import described
 
 AS_BEFORE = TypeAdapter(list[TableDescription])  # what FastAPI's response_model serialized with
 
@@ -21,7 +21,7 @@ AS_BEFORE = TypeAdapter(list[TableDescription])  # what FastAPI's response_model
 def encoded_before(docs: list[dict], refreshed: datetime | None) -> bytes:
     """Today's answer for these stored documents: validated, sorted and dated by the store, then
     serialized by pydantic."""
-    return AS_BEFORE.dump_json(_described(docs, refreshed))
+    return AS_BEFORE.dump_json(described(docs, refreshed))
 
 
 def streamed(docs: list[dict], refreshed: datetime | None, chunk_bytes: int = 300) -> bytes:

@@ -1,10 +1,13 @@
-"""The one MongoDB access layer: connections, table descriptions, run leases and scans.
+"""Store layer: the one MongoDB access layer: connections, table descriptions, run leases, scans
+and catalogue versions.
 
-CatalogueStore is one object over the catalogue's collections; its methods live with their concern:
-connections.py, descriptions.py (refresh reads and writes, people's edits), leases.py and scans.py.
+CatalogueStore (catalogue_store.py) is one small facade over one repository per collection:
+connections.py, descriptions.py (refresh reads and writes, listing), description_edits.py (people's
+edits), scans.py, connection_leases.py and versions.py; common.py holds what they share.
 """
 
-from tdsync.store.base import (
+from tdsync.store.catalogue_store import CatalogueStore
+from tdsync.store.common import (
     CONNECTIONS,
     DESCRIPTIONS,
     LEASES,
@@ -16,16 +19,6 @@ from tdsync.store.base import (
     storage_errors,
     storage_unavailable,
 )
-from tdsync.store.connection_leases import LeasesMixin
-from tdsync.store.connections import ConnectionsMixin
-from tdsync.store.descriptions import DescriptionsMixin
-from tdsync.store.scans import ScansMixin
-from tdsync.store.versions import VersionsMixin
-
-
-class CatalogueStore(ConnectionsMixin, DescriptionsMixin, LeasesMixin, ScansMixin, VersionsMixin):
-    """The catalogue in MongoDB. Open it with tdsync.store.client (open_store, shared_store)."""
-
 
 __all__ = [
     "CONNECTIONS",

@@ -1,4 +1,5 @@
-"""Database connections: add, change, read (URI masked or decrypted), delete."""
+"""Store layer: the database connections repository: add, change, read (URI masked or
+decrypted), delete."""
 
 from __future__ import annotations
 
@@ -6,19 +7,46 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument, WriteConcern
+from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
-from tdsync.config.credentials import MASK, dialect_of, keep_stored_password, mask_uri
+from tdsync.config.credentials import MASK, Cipher, dialect_of, keep_stored_password, mask_uri
 from tdsync.domain.cron import validate_refresh_schedule
 from tdsync.domain.errors import ConnectionNotFound, DuplicateAlias, ValidationFailed
 from tdsync.domain.limits import normalise_alias
-from tdsync.domain.models import DATA_MAX_AGE_S, DatabaseConnection, utcnow
-from tdsync.store.base import VERSIONS, StoreBase, object_id, storage_errors
+from tdsync.domain.models import DATA_MAX_AGE_S, DatabaseConnection, as_utc, utcnow
+from tdsync.store.common import object_id, storage_errors
 
 
-class ConnectionsMixin(StoreBase):
-    """Registered database connections; their URIs are encrypted at rest."""
+class Connections:
+    """Registered database connections (`database_connections`); their URIs are encrypted at rest.
+    What people write is journaled before it is acknowledged (tdsync.store.catalogue_store)."""
+
+    def __init__(self, collection: Collection, cipher: Cipher) -> None:
+        self.collection = collection
+        self._journaled = collection.with_options(write_concern=WriteConcern(j=True))
+        self.cipher = cipher
+
+    def ensure_indexes(self) -> None:
+        with storage_errors():
+            self.collection.create_index([("alias", ASCENDING)], unique=True, name="alias_unique")
+
+    def verify_key(self) -> None:
+        """Raise ConfigurationError now when the stored connection URIs were encrypted with
+        another key, instead of at every later request that reads one."""
+        with storage_errors():
+            doc = self.collection.find_one({}, {"connection_uri": 1})
+        if doc is not None:
+            self.cipher.decrypt(doc["connection_uri"])
+
+    def refreshed_at(self, connection_id: str) -> datetime | None:
+        """The connection's last successful refresh (read before the descriptions it dates)."""
+        with storage_errors():
+            conn = self.collection.find_one(
+                {"_id": object_id(connection_id)}, {"last_refreshed_at": 1}
+            )
+        return as_utc(conn.get("last_refreshed_at")) if conn else None
 
     def add_connection(
         self,
@@ -58,7 +86,7 @@ class ConnectionsMixin(StoreBase):
         _check_ssh(doc)
         with storage_errors():
             try:
-                self._people_connections.insert_one(doc)
+                self._journaled.insert_one(doc)
             except DuplicateKeyError:
                 raise DuplicateAlias(
                     f"alias {alias!r} is already taken", {"alias": alias}
@@ -92,7 +120,7 @@ class ConnectionsMixin(StoreBase):
         _check_ssh({**current, **update})
         with storage_errors():
             try:
-                doc = self._people_connections.find_one_and_update(
+                doc = self._journaled.find_one_and_update(
                     {"_id": current["_id"]}, {"$set": update}, return_document=ReturnDocument.AFTER
                 )
             except DuplicateKeyError:
@@ -109,7 +137,7 @@ class ConnectionsMixin(StoreBase):
 
     def list_connections(self) -> list[DatabaseConnection]:
         with storage_errors():
-            docs = list(self.connections.find().sort("alias", ASCENDING))
+            docs = list(self.collection.find().sort("alias", ASCENDING))
         return [self._connection(d) for d in docs]
 
     def connection_uri(self, connection_id: str) -> str:
@@ -161,43 +189,26 @@ class ConnectionsMixin(StoreBase):
             for k, v in settings.items()
         }
 
-    def delete_connection(self, connection_id: str) -> None:
-        """Delete a connection and its descriptions, whatever refreshes it at the same moment.
-
-        The connection is marked `deleting` before its descriptions go: a refresh (in any process)
-        records its end on the connection after its writes and, finding it marked or gone, sweeps
-        its rows itself (`mark_refreshed`), so no description outlives its connection. Scans only
-        update rows that exist, so they cannot bring one back.
-        """
+    def mark_deleting(self, connection_id: str) -> str:
+        """Mark a connection `deleting` (tdsync.store.catalogue_store.delete_connection); its id."""
         doc = self._connection_doc(connection_id)
         with storage_errors():
-            self._people_connections.update_one({"_id": doc["_id"]}, {"$set": {"deleting": True}})
-            self._people_descriptions.delete_many({"db_connection_id": str(doc["_id"])})
-            self.db[VERSIONS].delete_one({"_id": str(doc["_id"])})
-            self._people_connections.delete_one({"_id": doc["_id"]})
+            self._journaled.update_one({"_id": doc["_id"]}, {"$set": {"deleting": True}})
+        return str(doc["_id"])
 
-    def mark_refreshed(self, connection_id: str, now: datetime) -> None:
-        """Record a refresh's end, after its writes. A connection deleted meanwhile (or being
-        deleted) gets its rows deleted again, those the refresh inserted after the delete swept
-        them included, and the refresh is told: ConnectionNotFound.
-
-        One conditional write on the connection: it is ordered with the delete's `deleting` mark,
-        so either it comes first (and the delete's sweep follows the refresh's writes) or this
-        sweep does.
-        """
+    def delete(self, connection_id: str) -> None:
         with storage_errors():
-            marked = self.connections.update_one(
+            self._journaled.delete_one({"_id": ObjectId(connection_id)})
+
+    def mark_refreshed(self, connection_id: str, now: datetime) -> bool:
+        """Record a refresh's end on the connection unless it is deleted or being deleted: one
+        conditional write, ordered with the delete's `deleting` mark. False when it was."""
+        with storage_errors():
+            marked = self.collection.update_one(
                 {"_id": object_id(connection_id), "deleting": {"$ne": True}},
                 {"$max": {"last_refreshed_at": now}},
             )
-            if marked.matched_count:
-                return
-            self.descriptions.delete_many({"db_connection_id": connection_id})
-            self.db[VERSIONS].delete_one({"_id": connection_id})
-        raise ConnectionNotFound(
-            f"database connection {connection_id!r} was deleted while it was being refreshed",
-            {"db_connection_id": connection_id},
-        )
+        return bool(marked.matched_count)
 
     def _connection_doc(self, id_or_alias: str) -> dict[str, Any]:
         try:
@@ -208,7 +219,7 @@ class ConnectionsMixin(StoreBase):
         if ObjectId.is_valid(id_or_alias):
             query = {"$or": [{"_id": ObjectId(id_or_alias)}, {"alias": alias}]}
         with storage_errors():
-            doc = self.connections.find_one(query)
+            doc = self.collection.find_one(query)
         if doc is None:
             raise ConnectionNotFound(
                 f"database connection {id_or_alias!r} not found", {"db_connection_id": id_or_alias}

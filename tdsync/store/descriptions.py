@@ -1,4 +1,5 @@
-"""Table descriptions: the refresh's narrow read and bulk write, listing, people's edits.
+"""Store layer: the table descriptions repository: the refresh's narrow read and bulk write,
+listing, counts by status (people's edits: tdsync.store.description_edits).
 
 A refresh reads a connection's descriptions once (a narrow projection) and writes only what its
 plan changes, in one unordered bulk write of conditional updates: a write whose condition no longer
@@ -7,17 +8,15 @@ holds (another refresh or a scan got there first) simply matches nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import InsertOne, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, InsertOne, UpdateOne, WriteConcern
+from pymongo.collection import Collection
 from pymongo.cursor import Cursor
 from pymongo.errors import BulkWriteError
 
-from tdsync.domain.errors import TableDescriptionNotFound, ValidationFailed
-from tdsync.domain.limits import check_edited_description
 from tdsync.domain.models import (
     SchemaChange,
     Status,
@@ -28,8 +27,15 @@ from tdsync.domain.models import (
 )
 from tdsync.domain.refresh_rules import RefreshPlan, StoredTable
 from tdsync.domain.schema_merge import SCHEMA_CHANGES_KEPT
-from tdsync.store.base import DUPLICATE_KEY, lease_expired, object_id, storage_errors
-from tdsync.store.versions import VersionsMixin
+from tdsync.store.common import (
+    DUPLICATE_KEY,
+    lease_expired,
+    object_id,
+    storage_errors,
+    with_refresh_time,
+)
+from tdsync.store.connections import Connections
+from tdsync.store.versions import CatalogueVersions
 
 # Writes per bulk write. SecantusDB's cost per write grows with the batch: 100,000 inserts took
 # 30.8 s as one bulk write, 19.3 s as ten of 10,000 (18.4 s as twenty of 5,000, 20.8 s as fifty of
@@ -47,13 +53,45 @@ _STORED_FIELDS = {
 }
 
 
-class DescriptionsMixin(VersionsMixin):
-    """What a refresh reads and writes, what the API lists, and people's edits."""
+class Descriptions:
+    """`table_descriptions`: what a refresh reads and writes, what the API lists and counts.
+    Its writes change the catalogue version (`versions`); rows are dated by their connection's
+    last refresh (`connections`)."""
+
+    def __init__(
+        self, collection: Collection, versions: CatalogueVersions, connections: Connections
+    ) -> None:
+        self.collection = collection
+        self.versions = versions
+        self.connections = connections
+
+    def ensure_indexes(self) -> None:
+        with storage_errors():
+            self.collection.create_index(
+                [
+                    ("db_connection_id", ASCENDING),
+                    ("schema_name", ASCENDING),
+                    ("table_name", ASCENDING),
+                ],
+                unique=True,
+                name="connection_schema_table_unique",
+            )
+            self.collection.create_index(
+                [("db_connection_id", ASCENDING), ("status", ASCENDING)], name="connection_status"
+            )
+
+    def delete_of_connection(self, connection_id: str, *, journaled: bool = False) -> None:
+        """Delete every description of a connection (journaled when people deleted it)."""
+        collection = self.collection
+        if journaled:
+            collection = collection.with_options(write_concern=WriteConcern(j=True))
+        with storage_errors():
+            collection.delete_many({"db_connection_id": connection_id})
 
     def stored_tables(self, connection_id: str) -> list[StoredTable]:
         """What a refresh needs to know of the catalogue, in one narrow read."""
         with storage_errors():
-            docs = self.descriptions.find(
+            docs = self.collection.find(
                 {"db_connection_id": connection_id}, _STORED_FIELDS, batch_size=100_000
             )
             return [
@@ -150,9 +188,9 @@ class DescriptionsMixin(VersionsMixin):
             for row in plan.expired_leases
         ]
         if not ops:
-            self.record_snapshot(connection_id, plan.snapshot)
+            self.versions.record_snapshot(connection_id, plan.snapshot)
             return 0
-        with storage_errors(), self.changing_catalogue(connection_id, then=plan.snapshot):
+        with storage_errors(), self.versions.changing_catalogue(connection_id, then=plan.snapshot):
             return sum(
                 self._write_unordered(ops[i : i + WRITE_BATCH])
                 for i in range(0, len(ops), WRITE_BATCH)
@@ -160,7 +198,7 @@ class DescriptionsMixin(VersionsMixin):
 
     def _write_unordered(self, ops: list[InsertOne | UpdateOne]) -> int:
         try:
-            result = self.descriptions.bulk_write(ops, ordered=False)
+            result = self.collection.bulk_write(ops, ordered=False)
             return result.modified_count + result.inserted_count
         except BulkWriteError as exc:
             # A concurrent refresh inserted the same table first: the unique index did its job.
@@ -178,12 +216,12 @@ class DescriptionsMixin(VersionsMixin):
         status: Status | None = None,
     ) -> list[TableDescription]:
         """A connection's descriptions sorted by (schema_name, table_name)."""
-        refreshed = self._refreshed_at(connection_id)
+        refreshed = self.connections.refreshed_at(connection_id)
         docs = self.description_docs(
             connection_id, schema_name=schema_name, table_name=table_name, status=status
         )
         with storage_errors():
-            return [_with_refresh_time(TableDescription.from_doc(d), refreshed) for d in docs]
+            return [with_refresh_time(TableDescription.from_doc(d), refreshed) for d in docs]
 
     def description_docs(
         self,
@@ -220,165 +258,27 @@ class DescriptionsMixin(VersionsMixin):
         # Whole documents (the readers pick their fields): SecantusDB applies a projection to
         # each document in Python, which took 100,000 sorted rows from 6.5-7.0 s to 9.7-10.0 s.
         with storage_errors():
-            cursor = self.descriptions.find(query, sort=order, batch_size=batch_size)
+            cursor = self.collection.find(query, sort=order, batch_size=batch_size)
             return cursor.limit(limit) if limit is not None else cursor
 
-    def refreshed_at(self, connection_id: str) -> datetime | None:
-        """The connection's last successful refresh, the `last_refreshed_at` of each of its
-        rows that is not DEPRECATED (read it before the rows)."""
-        return self._refreshed_at(connection_id)
+    def status_counts(self, connection_id: str) -> dict[str, int]:
+        """How many of a connection's descriptions have each status (index-backed counts)."""
+        return {
+            status.value: self.descriptions_with_status(connection_id, status) for status in Status
+        }
 
-    def get_description(self, description_id: str) -> TableDescription:
+    def descriptions_with_status(self, connection_id: str, status: Status) -> int:
         with storage_errors():
-            doc = self.descriptions.find_one({"_id": object_id(description_id)})
-        return self._one_described(doc, description_id)
-
-    def _one_described(self, doc: dict[str, Any] | None, description_id: str) -> TableDescription:
-        if doc is None:
-            raise TableDescriptionNotFound(
-                f"table description {description_id!r} not found", {"id": description_id}
+            return self.collection.count_documents(
+                {"db_connection_id": connection_id, "status": Status(status).value}
             )
-        return _described([doc], self._refreshed_at(doc["db_connection_id"]))[0]
 
-    def update_description(self, description_id: str, changes: dict[str, Any]) -> TableDescription:
-        """Set people's fields ($set paths prepared by the caller); returns the new document."""
+    def failed_descriptions(self, connection_id: str, *, limit: int = 20) -> dict[str, str]:
+        """Some of a connection's FAILED descriptions: {schema.table: error_message}."""
+        query = {"db_connection_id": connection_id, "status": Status.FAILED.value}
+        fields = {"schema_name": 1, "table_name": 1, "error_message": 1}
         with storage_errors():
-            doc = self._people_descriptions.find_one_and_update(
-                {"_id": object_id(description_id)},
-                {"$set": changes},
-                return_document=ReturnDocument.AFTER,
-            )
-        return self._one_described(doc, description_id)
-
-    def merge_metadata(
-        self, description_ids: list[str], metadata: dict[str, Any]
-    ) -> list[TableDescription]:
-        """Set these top-level metadata keys on each description (its other keys are kept);
-        returns the descriptions, sorted by (schema_name, table_name)."""
-        oids = [object_id(i) for i in description_ids]
-        if not oids:
-            return []
-        with storage_errors():
-            # A null metadata cannot take a key: made an object first.
-            self._people_descriptions.update_many(
-                {"_id": {"$in": oids}, "metadata": None}, {"$set": {"metadata": {}}}
-            )
-            self._people_descriptions.update_many(
-                {"_id": {"$in": oids}},
-                {"$set": {f"metadata.{key}": value for key, value in metadata.items()}},
-            )
-            docs = list(
-                self.descriptions.find({"_id": {"$in": oids}}, {"scan_lease_expires_at": 0})
-            )
-        refreshed = self._refreshed_at(docs[0]["db_connection_id"]) if docs else None
-        return _described(docs, refreshed)
-
-    def edit_description(
-        self,
-        description_id: str,
-        *,
-        fields: dict[str, Any],
-        columns: dict[str, dict[str, Any]],
-    ) -> TableDescription:
-        """Set top-level people's fields and, per named column, its people's fields, in one write.
-
-        Columns are addressed by name through array filters, so a scan rewriting other parts of
-        the document at the same moment loses nothing; a name that is not a column of the
-        description (checked in the same write) is a ValidationFailed naming it, and so is an edit
-        that would make the description too large to store (tdsync.domain.limits).
-        """
-        oid = object_id(description_id)
-        if fields or any(columns.values()):
-            with storage_errors():
-                current = self.descriptions.find_one({"_id": oid})
-            if current is not None:
-                columns = _without_structure(current, columns)
-                check_edited_description(current, fields, columns)
-        update = dict(fields)
-        array_filters = []
-        for i, (name, changes) in enumerate(columns.items()):
-            if not changes:
-                continue
-            array_filters.append({f"c{i}.name": name})
-            update.update({f"columns.$[c{i}].{key}": value for key, value in changes.items()})
-        query: dict[str, Any] = {"_id": oid}
-        if columns:
-            # One condition per name: SecantusDB's `$all` over an array of sub-documents'
-            # field matches nothing once it names two values (any edit of two columns failed).
-            query["$and"] = [{"columns.name": name} for name in columns]
-        with storage_errors():
-            if update:
-                doc = self._people_descriptions.find_one_and_update(
-                    query,
-                    {"$set": update},
-                    array_filters=array_filters or None,
-                    return_document=ReturnDocument.AFTER,
-                )
-            else:
-                doc = self.descriptions.find_one(query)
-        if doc is not None:
-            return self._one_described(doc, description_id)
-        with storage_errors():
-            current = self.descriptions.find_one({"_id": oid}, {"columns": 1})
-        if current is None:
-            raise TableDescriptionNotFound(
-                f"table description {description_id!r} not found", {"id": description_id}
-            )
-        known = [c.get("name") for c in current.get("columns") or []]
-        unknown = [name for name in columns if name not in known]
-        raise ValidationFailed(
-            f"unknown column(s) {', '.join(map(repr, unknown))}: not columns of this table "
-            "description (a scan lists them)",
-            {"unknown_columns": unknown, "known_columns": known},
-        )
-
-
-# A column's structure as a scan reads it from the database. A person may send it back unchanged
-# (clients send whole columns); a different value is refused, as the next scan would undo it.
-STRUCTURAL_FIELDS = ("data_type", "is_primary_key", "nullable", "foreign_key")
-
-
-def _without_structure(
-    doc: dict[str, Any], columns: dict[str, dict[str, Any]]
-) -> dict[str, dict[str, Any]]:
-    """The column edits less the structural fields that match the stored ones; a structural
-    field that differs is a ValidationFailed naming it."""
-    stored = {c.get("name"): c for c in doc.get("columns") or []}
-    kept: dict[str, dict[str, Any]] = {}
-    refused = []
-    for name, changes in columns.items():
-        column = stored.get(name, {})
-        for key in STRUCTURAL_FIELDS:
-            if key in changes and name in stored and changes[key] != column.get(key):
-                refused.append(f"columns.{name}.{key}")
-        kept[name] = {k: v for k, v in changes.items() if k not in STRUCTURAL_FIELDS}
-    if refused:
-        raise ValidationFailed(
-            f"{', '.join(refused)}: a column's structure is read from the database by a scan "
-            "and cannot be edited (send it as returned, or leave it out)",
-            {"fields": refused, "editable": ["description", "categories", "low_cardinality"]},
-        )
-    return kept
-
-
-def _described(
-    docs: Iterable[dict[str, Any]], refreshed: datetime | None
-) -> list[TableDescription]:
-    """Stored documents as descriptions, sorted by (schema_name, table_name)."""
-    ordered = sorted(docs, key=lambda d: (d["schema_name"], d["table_name"]))
-    return [_with_refresh_time(TableDescription.from_doc(d), refreshed) for d in ordered]
-
-
-def _with_refresh_time(
-    desc: TableDescription, connection_refreshed: datetime | None
-) -> TableDescription:
-    # Writing last_refreshed_at on every seen row would make every refresh rewrite the whole
-    # catalogue. A row that is not DEPRECATED was seen by the connection's last successful
-    # refresh (a refresh that cannot list a schema fails whole), so its time is derived here.
-    if (
-        desc.status != Status.DEPRECATED
-        and connection_refreshed is not None
-        and (desc.last_refreshed_at is None or connection_refreshed > desc.last_refreshed_at)
-    ):
-        desc.last_refreshed_at = connection_refreshed
-    return desc
+            docs = self.collection.find(query, fields).limit(limit)
+            return {
+                f"{d['schema_name']}.{d['table_name']}": d.get("error_message") or "" for d in docs
+            }

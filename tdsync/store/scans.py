@@ -1,4 +1,5 @@
-"""The SYNCHRONIZING lifecycle of a scan's rows: claim, renew, settle (SCANNED or FAILED), expire."""
+"""Store layer: the scans repository: the SYNCHRONIZING lifecycle of a scan's rows: claim,
+renew, settle (SCANNED or FAILED), expire."""
 
 from __future__ import annotations
 
@@ -8,34 +9,45 @@ from typing import Any
 from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, DocumentTooLarge, WriteError
 
 from tdsync.domain.errors import TableDescriptionNotFound, ValidationFailed
-from tdsync.domain.models import SchemaChange, Status, TableDescription, TableType, as_utc, utcnow
+from tdsync.domain.models import Status, TableDescription, TableType, as_utc, utcnow
 from tdsync.domain.scan_model import SavedScans, ScanTarget, TableScan
-from tdsync.domain.schema_merge import SCHEMA_CHANGES_KEPT, merge_columns, schema_drift
-from tdsync.store.base import (
-    _chunked,
-    _lease_over,
+from tdsync.store.common import (
+    chunked,
+    described,
     lease_expired,
+    lease_over,
     object_id,
     storage_errors,
 )
-from tdsync.store.descriptions import _described
-from tdsync.store.versions import VersionsMixin
+from tdsync.store.connections import Connections
+from tdsync.store.scan_writes import (
+    TOO_LARGE_TO_SCAN,
+    claim_rows,
+    claim_rows_by_id,
+    fail_too_large,
+    settled_by,
+    settling_update,
+    write_settling,
+)
+from tdsync.store.versions import CatalogueVersions
 
-# MongoDB's (and SecantusDB's) codes for a document that would grow past 16 MiB.
-TOO_LARGE_CODES = {10334, 17419, 17420}
-# Short on purpose: writing it must not grow a document that is already at the limit.
-TOO_LARGE_TO_SCAN = "too large to store: the description would exceed 16 MiB"
-TOO_LARGE_TO_CLAIM = "too large to scan: the description is close to 16 MiB"
 
-
-class ScansMixin(VersionsMixin):
+class Scans:
     """A scan marks its rows SYNCHRONIZING under its run id (`scan_run_id`) with a lease
     (`scan_lease_expires_at`), renews the lease while it works and settles each row SCANNED or
     FAILED with a write conditional on the row still being SYNCHRONIZING under that run id: a row
-    that a newer scan took over, or that a refresh expired meanwhile, is left alone."""
+    that a newer scan took over, or that a refresh expired meanwhile, is left alone.
+
+    The rows are `table_descriptions`'; its writes change the catalogue version (`versions`)."""
+
+    def __init__(
+        self, collection: Collection, versions: CatalogueVersions, connections: Connections
+    ) -> None:
+        self.collection = collection
+        self.versions = versions
+        self.connections = connections
 
     def expire_scan_leases(self, connection_id: str, now: datetime) -> int:
         """A connection's rows SYNCHRONIZING past their lease (a scan died) become FAILED."""
@@ -43,8 +55,8 @@ class ScansMixin(VersionsMixin):
         ops = [lease_expired(d["_id"], d.get("scan_lease_expires_at"), now) for d in docs]
         if not ops:
             return 0
-        with storage_errors(), self.changing_catalogue(connection_id):
-            return self.descriptions.bulk_write(ops, ordered=False).modified_count
+        with storage_errors(), self.versions.changing_catalogue(connection_id):
+            return self.collection.bulk_write(ops, ordered=False).modified_count
 
     def scans_past_lease(self, connection_id: str, now: datetime) -> list[str]:
         """A connection's SYNCHRONIZING descriptions whose scan lease has run out (schema.table)."""
@@ -58,8 +70,8 @@ class ScansMixin(VersionsMixin):
         # (connection, status) index for a query with an `$or`, and reads every document.
         query = {"db_connection_id": connection_id, "status": Status.SYNCHRONIZING.value}
         with storage_errors():
-            docs = self.descriptions.find(query, {**fields, "scan_lease_expires_at": 1})
-            return [d for d in docs if _lease_over(d.get("scan_lease_expires_at"), now)]
+            docs = self.collection.find(query, {**fields, "scan_lease_expires_at": 1})
+            return [d for d in docs if lease_over(d.get("scan_lease_expires_at"), now)]
 
     def scan_targets(
         self,
@@ -90,7 +102,7 @@ class ScansMixin(VersionsMixin):
             # `a.b.c` is table `a.b.c`, or table `b.c` of schema `a`, or `c` of schema `a.b`.
             query["table_name"] = {"$in": sorted({n for x in names for n in _suffixes(x)})}
         with storage_errors():
-            docs = list(self.descriptions.find(query, fields, batch_size=100_000))
+            docs = list(self.collection.find(query, fields, batch_size=100_000))
         if ids is not None:
             found = {d["_id"] for d in docs}
             missing = [str(o) for o in oids if o not in found]
@@ -182,9 +194,9 @@ class ScansMixin(VersionsMixin):
             {"status": {"$ne": Status.SYNCHRONIZING.value}},
             {"scan_lease_expires_at": {"$lt": now + (lease_expires_at - now) / 2}},
         ]
-        with storage_errors(), self.changing_catalogue(connection_id):
+        with storage_errors(), self.versions.changing_catalogue(connection_id):
             if ids is None:
-                _claim(self.descriptions, scannable, claim)
+                claim_rows(self.collection, scannable, claim)
             else:
                 # One update by _id alone each (the ids are the connection's: callers read them
                 # from its rows), the rows already held found beforehand: SecantusDB uses no
@@ -194,13 +206,13 @@ class ScansMixin(VersionsMixin):
                 held = self._held(connection_id, run_id, now + (lease_expires_at - now) / 2)
                 todo = [oid for oid in dict.fromkeys(map(ObjectId, ids)) if oid not in held]
                 by_id = {"status": {"$ne": Status.DEPRECATED.value}}
-                for chunk in _chunked(todo):
-                    _claim_each(self.descriptions, by_id, claim, chunk)
+                for chunk in chunked(todo):
+                    claim_rows_by_id(self.collection, by_id, claim, chunk)
 
     def _held(self, connection_id: str, run_id: str, until: datetime) -> set[ObjectId]:
         """The rows `run_id` holds with a lease lasting past `until`."""
         docs = self._held_rows(connection_id, run_id, {"scan_lease_expires_at": 1})
-        return {d["_id"] for d in docs if not _lease_over(d.get("scan_lease_expires_at"), until)}
+        return {d["_id"] for d in docs if not lease_over(d.get("scan_lease_expires_at"), until)}
 
     def _held_rows(
         self, connection_id: str, run_id: str, fields: dict[str, int]
@@ -212,13 +224,13 @@ class ScansMixin(VersionsMixin):
         every row of the collection (0.9 s for 10,000 rows, twice per claim, whatever the claim's
         size; 1 ms this way when the connection has few rows SYNCHRONIZING)."""
         query = {"db_connection_id": connection_id, "status": Status.SYNCHRONIZING.value}
-        docs = self.descriptions.find(query, {**fields, "scan_run_id": 1}, batch_size=100_000)
+        docs = self.collection.find(query, {**fields, "scan_run_id": 1}, batch_size=100_000)
         return [d for d in docs if d.get("scan_run_id") == run_id]
 
     def renew_scan_lease(self, connection_id: str, run_id: str, lease_expires_at: datetime) -> int:
         """Push back the lease of the rows a live scan run still holds."""
         with storage_errors():
-            result = self.descriptions.update_many(
+            result = self.collection.update_many(
                 {
                     "db_connection_id": connection_id,
                     "scan_run_id": run_id,
@@ -239,8 +251,8 @@ class ScansMixin(VersionsMixin):
         saved = SavedScans()
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as stored: milliseconds
         connections = sorted({scan.target.db_connection_id for scan in scans})
-        with self.changing_catalogue(*connections, before=False):
-            for chunk in _chunked(scans):
+        with self.versions.changing_catalogue(*connections, before=False):
+            for chunk in chunked(scans):
                 self._save_scan_chunk(run_id, chunk, now, saved)
         return saved
 
@@ -258,13 +270,13 @@ class ScansMixin(VersionsMixin):
                 docs: list[dict[str, Any]] = [{"_id": oid} for oid in unread]
                 to_read = [oid for oid in pending if oid not in unread]
                 if to_read:
-                    docs += self.descriptions.find(
+                    docs += self.collection.find(
                         {"_id": {"$in": to_read}, **held}, {"columns": 1, "last_schema_sync": 1}
                     )
                 ops, outcomes = [], []
                 for doc in docs:
                     scan = pending[doc["_id"]]
-                    update, drift = _settling_update(scan, doc, now)
+                    update, drift = settling_update(scan, doc, now)
                     # A row that was read is written only if its columns are still as read.
                     unchanged = (
                         {}
@@ -276,10 +288,10 @@ class ScansMixin(VersionsMixin):
                 unread = set()
                 if not ops:
                     break
-                written, too_large = _write_settling(self.descriptions, ops)
+                written, too_large = write_settling(self.collection, ops)
                 oversized = {ObjectId(outcomes[i][0].target.id) for i in too_large}
                 for oid in oversized:  # that row alone fails; the chunk's others are written
-                    _fail(self.descriptions, {"_id": oid, **held}, TOO_LARGE_TO_SCAN)
+                    fail_too_large(self.collection, {"_id": oid, **held}, TOO_LARGE_TO_SCAN)
                 retry, lost = set(), set()
                 if written + len(too_large) < len(ops):
                     others = [s for s, _ in outcomes if ObjectId(s.target.id) not in oversized]
@@ -308,25 +320,25 @@ class ScansMixin(VersionsMixin):
         (merged again); rows a newer scan took over, or a refresh settled, are not this run's."""
         fields = {"status": 1, "scan_run_id": 1, "error_message": 1, "last_schema_sync": 1}
         ids = [ObjectId(scan.target.id) for scan in scans]
-        rows = {d["_id"]: d for d in self.descriptions.find({"_id": {"$in": ids}}, fields)}
+        rows = {d["_id"]: d for d in self.collection.find({"_id": {"$in": ids}}, fields)}
         retry, lost = set(), set()
         for oid, scan in zip(ids, scans, strict=True):
             row = rows.get(oid, {})
             if row.get("status") == Status.SYNCHRONIZING.value and row.get("scan_run_id") == run_id:
                 retry.add(oid)
-            elif not _settled_by(row, scan, now):
+            elif not settled_by(row, scan, now):
                 lost.add(oid)
         return retry, lost
 
     def claimed_descriptions(self, connection_id: str, run_id: str) -> list[TableDescription]:
         """The descriptions a scan run holds, sorted by (schema_name, table_name)."""
-        refreshed = self._refreshed_at(connection_id)
+        refreshed = self.connections.refreshed_at(connection_id)
         with storage_errors():
-            docs = self.descriptions.find(
+            docs = self.collection.find(
                 {"db_connection_id": connection_id, "scan_run_id": run_id},
                 {"scan_lease_expires_at": 0},
             )
-            return _described(docs, refreshed)
+            return described(docs, refreshed)
 
     def fail_synchronizing(
         self, connection_id: str, *, error_message: str, scan_run_id: str | None = None
@@ -342,8 +354,8 @@ class ScansMixin(VersionsMixin):
         }
         if scan_run_id is not None:
             query["scan_run_id"] = {"$in": [scan_run_id, None]}
-        with storage_errors(), self.changing_catalogue(connection_id):
-            result = self.descriptions.update_many(
+        with storage_errors(), self.versions.changing_catalogue(connection_id):
+            result = self.collection.update_many(
                 query,
                 {
                     "$set": {"status": Status.FAILED.value, "error_message": error_message},
@@ -351,121 +363,6 @@ class ScansMixin(VersionsMixin):
                 },
             )
         return result.modified_count
-
-
-def _write_settling(descriptions: Collection, ops: list[UpdateOne]) -> tuple[int, list[int]]:
-    """Write a chunk's settling updates, unordered; returns how many rows changed and the
-    positions of the updates refused because their row would outgrow a document."""
-    try:
-        return descriptions.bulk_write(ops, ordered=False).modified_count, []
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        too_large = [e["index"] for e in errors if e.get("code") in TOO_LARGE_CODES]
-        if len(too_large) < len(errors):
-            raise
-        return exc.details.get("nModified", 0), too_large
-    except DocumentTooLarge:
-        # One update is too large to send at all: write them one by one to know which.
-        written, too_large = 0, []
-        for i, op in enumerate(ops):
-            try:
-                written += descriptions.bulk_write([op]).modified_count
-            except DocumentTooLarge:
-                too_large.append(i)
-            except BulkWriteError as exc:
-                codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
-                if not codes <= TOO_LARGE_CODES:
-                    raise
-                too_large.append(i)
-        return written, too_large
-
-
-def _claim(descriptions: Collection, query: dict[str, Any], claim: dict[str, Any]) -> None:
-    """Mark the rows `query` matches SYNCHRONIZING; a row too large to take the scan's fields
-    becomes FAILED instead of stopping the claim half-way (the rows after it unclaimed, those
-    before it SYNCHRONIZING under a run that never starts)."""
-    try:
-        descriptions.update_many(query, claim)
-        return
-    except WriteError as exc:
-        if exc.code not in TOO_LARGE_CODES:
-            raise
-    for doc in descriptions.find(query, {"_id": 1}):
-        try:
-            descriptions.update_one({**query, "_id": doc["_id"]}, claim)
-        except WriteError as exc:
-            if exc.code not in TOO_LARGE_CODES:
-                raise
-            _fail(descriptions, {"_id": doc["_id"]}, TOO_LARGE_TO_CLAIM)
-
-
-def _claim_each(
-    descriptions: Collection, query: dict[str, Any], claim: dict[str, Any], ids: list[ObjectId]
-) -> None:
-    """_claim for these ids, one conditional update each in one unordered bulk write."""
-    try:
-        descriptions.bulk_write([UpdateOne({**query, "_id": i}, claim) for i in ids], ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") not in TOO_LARGE_CODES for e in errors):
-            raise
-        for error in errors:
-            _fail(descriptions, {"_id": ids[error["index"]]}, TOO_LARGE_TO_CLAIM)
-
-
-def _fail(descriptions: Collection, query: dict[str, Any], reason: str) -> None:
-    """Mark a row too large for its update FAILED, saying why if even that fits."""
-    done = {"scan_lease_expires_at": "", "scan_run_id": ""}
-    try:
-        descriptions.update_one(
-            query,
-            {"$set": {"status": Status.FAILED.value, "error_message": reason}, "$unset": done},
-        )
-    except WriteError as exc:
-        if exc.code not in TOO_LARGE_CODES:
-            raise
-        # This write only shrinks the document.
-        descriptions.update_one(query, {"$set": {"status": Status.FAILED.value}, "$unset": done})
-
-
-def _settling_update(
-    scan: TableScan, doc: dict[str, Any], now: datetime
-) -> tuple[dict[str, Any], SchemaChange | None]:
-    """The write that settles a row (`doc`: its stored columns and last_schema_sync, when read)."""
-    done = {"scan_lease_expires_at": "", "scan_run_id": ""}
-    if not scan.ok:
-        return {
-            "$set": {"status": Status.FAILED.value, "error_message": scan.error},
-            "$unset": done,
-        }, None
-    stored = doc.get("columns")
-    drift = schema_drift(
-        stored, scan.columns, previously_scanned=doc.get("last_schema_sync") is not None, now=now
-    )
-    update: dict[str, Any] = {
-        "$set": {
-            "status": Status.SCANNED.value,
-            "error_message": None,
-            "table_schema": scan.table_schema,
-            "columns": merge_columns(stored, scan.columns),
-            "examples": scan.examples,
-            "last_schema_sync": now,
-            "fingerprint": scan.fingerprint,
-        },
-        "$unset": done,
-    }
-    if drift is not None:
-        update["$push"] = {
-            "schema_changes": {"$each": [drift.model_dump()], "$slice": -SCHEMA_CHANGES_KEPT}
-        }
-    return update, drift
-
-
-def _settled_by(row: dict[str, Any], scan: TableScan, now: datetime) -> bool:
-    """Whether this row holds what save_scans wrote for `scan` at `now`."""
-    if not scan.ok:
-        return row.get("status") == Status.FAILED.value and row.get("error_message") == scan.error
-    return row.get("status") == Status.SCANNED.value and as_utc(row.get("last_schema_sync")) == now
 
 
 def _suffixes(name: str) -> list[str]:

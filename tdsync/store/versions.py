@@ -1,4 +1,4 @@
-"""The catalogue version of each connection: how a warm refresh proves nothing changed (issue 18).
+"""Store layer: the catalogue version of each connection: how a warm refresh proves nothing changed (issue 18).
 
 One small document per connection, `{_id: connection id, version, refreshed}`. Every write that
 can change a description's key, status or kind (a refresh's plan, a scan's claim and settling,
@@ -24,19 +24,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pymongo.collection import Collection
+
 from tdsync.domain.models import as_utc
 from tdsync.domain.refresh_rules import CatalogueSnapshot
-from tdsync.store.base import VERSIONS, StoreBase, storage_errors
+from tdsync.store.common import storage_errors
 
 
-class VersionsMixin(StoreBase):
+class CatalogueVersions:
+    """The `catalogue_versions` collection: one document per connection."""
+
+    def __init__(self, collection: Collection) -> None:
+        self.collection = collection
+
     def catalogue_version(self, connection_id: str) -> tuple[str, CatalogueSnapshot | None]:
         """A refresh's first read: gives the connection's catalogue a new version (the bump before
         whatever the refresh writes) and returns it, with the snapshot the last refresh recorded
         if it still held, i.e. nobody wrote after it."""
         version = _new_version()
         with storage_errors():
-            before = self.db[VERSIONS].find_one_and_update(
+            before = self.collection.find_one_and_update(
                 {"_id": connection_id}, {"$set": {"version": version}}, upsert=True
             )
         known = _snapshot((before or {}).get("refreshed"))
@@ -74,10 +81,15 @@ class VersionsMixin(StoreBase):
             return False
         return self._record(connection_id, snapshot, wrote=False)
 
+    def forget(self, connection_id: str) -> None:
+        """Delete a connection's document (the connection is deleted)."""
+        with storage_errors():
+            self.collection.delete_one({"_id": connection_id})
+
     def _bump(self, connection_ids: tuple[str, ...]) -> None:
         with storage_errors():
             for cid in connection_ids:
-                self.db[VERSIONS].update_one(
+                self.collection.update_one(
                     {"_id": cid}, {"$set": {"version": _new_version()}}, upsert=True
                 )
 
@@ -87,7 +99,7 @@ class VersionsMixin(StoreBase):
         # A refresh that wrote gives the catalogue a new version, at which its snapshot holds.
         holds_at = _new_version() if wrote else snapshot.version
         with storage_errors():
-            result = self.db[VERSIONS].update_one(
+            result = self.collection.update_one(
                 {"_id": connection_id, "version": snapshot.version},
                 {"$set": {"version": holds_at, "refreshed": _doc(snapshot, holds_at)}},
             )

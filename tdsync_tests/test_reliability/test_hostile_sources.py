@@ -141,7 +141,7 @@ def test_a_connection_stored_before_the_allow_list_is_refused_when_refreshed_or_
     # As if registered by an older tdsync: the DuckDB injection, encrypted in the store.
     uri, option = next((u, o) for u, o in hostile(files) if "COPY" in u)
     conn = store.add_connection(alias="old", connection_uri=f"duckdb:///{files['duckdb']}")
-    store._people_connections.update_one(
+    store.connections.update_one(
         {"alias": "old"}, {"$set": {"connection_uri": store.cipher.encrypt(uri)}}
     )
 

@@ -20,7 +20,7 @@ from tdsync.config.settings import Settings
 from tdsync.defs import runs
 from tdsync.domain.models import Status
 from tdsync.store import CatalogueStore
-from tdsync.store.scans import TOO_LARGE_TO_CLAIM, TOO_LARGE_TO_SCAN
+from tdsync.store.scan_writes import TOO_LARGE_TO_CLAIM, TOO_LARGE_TO_SCAN
 from tdsync_tests.conftest import until
 from tdsync_tests.test_scan.conftest import SQLITE_SHOP, run_statements
 from tdsync_tests.test_scan.test_sync_schemas import SYNC, scan_finished

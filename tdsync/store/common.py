@@ -1,19 +1,20 @@
-"""The MongoDB client, the catalogue's collections and indexes, and store failures as 503s."""
+"""Store layer: what every repository shares: the collections' names, the MongoDB client, ids,
+store failures as 503s, scan leases and descriptions as the API shows them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pymongo
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ASCENDING, MongoClient, UpdateOne, WriteConcern
-from pymongo.collection import Collection
+from pymongo import MongoClient, UpdateOne
 
-from tdsync.config.credentials import Cipher, scrub
+from tdsync.config.credentials import scrub
 from tdsync.domain.errors import InvalidObjectId, StorageUnavailable
-from tdsync.domain.models import Status, as_utc
+from tdsync.domain.models import Status, TableDescription, as_utc
 from tdsync.domain.refresh_rules import LEASE_EXPIRED_MESSAGE
 
 CONNECTIONS = "database_connections"
@@ -52,70 +53,6 @@ def mongo_client(
     )
 
 
-class StoreBase:
-    """The store's collections and set-up; CatalogueStore adds the rest by concern."""
-
-    def __init__(self, client: MongoClient, db_name: str, cipher: Cipher) -> None:
-        self.cipher = cipher
-        self.bind(client, db_name)
-
-    def bind(self, client: MongoClient, db_name: str | None = None) -> None:
-        """Use `client` from now on: also when the embedded server moved to another port, so
-        every holder of this store follows it (tdsync.store.client)."""
-        self.client = client
-        self.db = client[db_name or self.db.name]
-        self.connections: Collection = self.db[CONNECTIONS]
-        self.descriptions: Collection = self.db[DESCRIPTIONS]
-        # People's work (connections, the descriptions they write) and the connection lease are
-        # journaled before they are acknowledged, so a store that crashes right after answering
-        # keeps them (SecantusDB loses up to ~0.5 s of unjournaled writes to a kill -9). What a
-        # refresh or scan writes is not: the next run recomputes it.
-        journaled = WriteConcern(j=True)
-        self._people_connections = self.connections.with_options(write_concern=journaled)
-        self._people_descriptions = self.descriptions.with_options(write_concern=journaled)
-        self._journaled_leases = self.db.get_collection(LEASES, write_concern=journaled)
-
-    # -- set-up -------------------------------------------------------------------------------
-
-    def ensure_indexes(self) -> None:
-        with storage_errors():
-            self.connections.create_index([("alias", ASCENDING)], unique=True, name="alias_unique")
-            self.descriptions.create_index(
-                [
-                    ("db_connection_id", ASCENDING),
-                    ("schema_name", ASCENDING),
-                    ("table_name", ASCENDING),
-                ],
-                unique=True,
-                name="connection_schema_table_unique",
-            )
-            self.descriptions.create_index(
-                [("db_connection_id", ASCENDING), ("status", ASCENDING)], name="connection_status"
-            )
-
-    def ping(self) -> None:
-        with storage_errors():
-            self.client.admin.command("ping")
-
-    def _refreshed_at(self, connection_id: str) -> datetime | None:
-        """The connection's last successful refresh (read before the descriptions it dates)."""
-        with storage_errors():
-            conn = self.connections.find_one(
-                {"_id": object_id(connection_id)}, {"last_refreshed_at": 1}
-            )
-        return as_utc(conn.get("last_refreshed_at")) if conn else None
-
-    # -- start-up checks (issue 8: reliability) --------------------------------------------------
-
-    def verify_key(self) -> None:
-        """Raise ConfigurationError now when the stored connection URIs were encrypted with
-        another key, instead of at every later request that reads one."""
-        with storage_errors():
-            doc = self.connections.find_one({}, {"connection_uri": 1})
-        if doc is not None:
-            self.cipher.decrypt(doc["connection_uri"])
-
-
 # Driver failures that mean "the catalogue's MongoDB cannot be reached" (ConnectionFailure
 # covers AutoReconnect, NetworkTimeout and ServerSelectionTimeoutError).
 STORE_FAILURES = (pymongo.errors.ConnectionFailure, pymongo.errors.ExecutionTimeout)
@@ -143,11 +80,11 @@ def lease_expiry(now: datetime, seconds: float) -> datetime:
     return now + timedelta(seconds=seconds)
 
 
-def _iso(value: datetime | None) -> str:
+def iso(value: datetime | None) -> str:
     return as_utc(value).isoformat() if value is not None else "unknown"
 
 
-def _chunked(values: list, size: int = 50) -> list[list]:
+def chunked(values: list, size: int = 50) -> list[list]:
     # Long `$in` lists cost more than their length on SecantusDB. Measured (SecantusDB 0.7.0b3,
     # 2 cores at load 4.8, 10,000 rows, 1,000 of them asked for): `find({_id: {$in}})` 1.52 s
     # in one list, 0.20 s in chunks of 50; the bulk write of one UpdateOne per id 1.36 s as one
@@ -165,7 +102,7 @@ def lease_expired(
     update: dict[str, Any] = {
         "$set": {
             "status": Status.FAILED.value,
-            "error_message": LEASE_EXPIRED_MESSAGE.format(expiry=_iso(expired_at)),
+            "error_message": LEASE_EXPIRED_MESSAGE.format(expiry=iso(expired_at)),
         },
         "$unset": {"scan_lease_expires_at": ""},
     }
@@ -181,5 +118,26 @@ def lease_expired(
     return UpdateOne(condition, update)
 
 
-def _lease_over(expires_at: datetime | None, now: datetime) -> bool:
+def lease_over(expires_at: datetime | None, now: datetime) -> bool:
     return expires_at is None or as_utc(expires_at) <= now
+
+
+def described(docs: Iterable[dict[str, Any]], refreshed: datetime | None) -> list[TableDescription]:
+    """Stored documents as descriptions, sorted by (schema_name, table_name)."""
+    ordered = sorted(docs, key=lambda d: (d["schema_name"], d["table_name"]))
+    return [with_refresh_time(TableDescription.from_doc(d), refreshed) for d in ordered]
+
+
+def with_refresh_time(
+    desc: TableDescription, connection_refreshed: datetime | None
+) -> TableDescription:
+    # Writing last_refreshed_at on every seen row would make every refresh rewrite the whole
+    # catalogue. A row that is not DEPRECATED was seen by the connection's last successful
+    # refresh (a refresh that cannot list a schema fails whole), so its time is derived here.
+    if (
+        desc.status != Status.DEPRECATED
+        and connection_refreshed is not None
+        and (desc.last_refreshed_at is None or connection_refreshed > desc.last_refreshed_at)
+    ):
+        desc.last_refreshed_at = connection_refreshed
+    return desc
