@@ -12,14 +12,91 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DocumentTooLarge, WriteError
 
 from tdsync.domain.models import SchemaChange, Status, as_utc
-from tdsync.domain.scan_model import TableScan
+from tdsync.domain.scan_model import SavedScans, TableScan
 from tdsync.domain.schema_merge import SCHEMA_CHANGES_KEPT, merge_columns, schema_drift
+from tdsync.store.common import storage_errors
 
 # MongoDB's (and SecantusDB's) codes for a document that would grow past 16 MiB.
 TOO_LARGE_CODES = {10334, 17419, 17420}
 # Short on purpose: writing it must not grow a document that is already at the limit.
 TOO_LARGE_TO_SCAN = "too large to store: the description would exceed 16 MiB"
 TOO_LARGE_TO_CLAIM = "too large to scan: the description is close to 16 MiB"
+
+
+def save_chunk(
+    descriptions: Collection, run_id: str, scans: list[TableScan], now: datetime, saved: SavedScans
+) -> None:
+    """Settle one chunk of a run's scans (tdsync.store.scans.save_scans), counting into `saved`;
+    a row a person edited meanwhile is merged and written again."""
+    pending = {ObjectId(s.target.id): s for s in scans}
+    held = {"status": Status.SYNCHRONIZING.value, "scan_run_id": run_id}
+    # A row never scanned has no columns to merge or compare (people describe the columns a
+    # scan listed): the first attempt writes it without reading it (a first scan of 10,000
+    # tables saves 200 reads). Whatever must be tried again is read.
+    unread = {oid for oid, s in pending.items() if not s.target.scanned_before}
+    for _attempt in range(5):
+        with storage_errors():
+            docs: list[dict[str, Any]] = [{"_id": oid} for oid in unread]
+            to_read = [oid for oid in pending if oid not in unread]
+            if to_read:
+                docs += descriptions.find(
+                    {"_id": {"$in": to_read}, **held}, {"columns": 1, "last_schema_sync": 1}
+                )
+            ops, outcomes = [], []
+            for doc in docs:
+                scan = pending[doc["_id"]]
+                update, drift = settling_update(scan, doc, now)
+                # A row that was read is written only if its columns are still as read.
+                unchanged = (
+                    {} if doc["_id"] in unread or not scan.ok else {"columns": doc.get("columns")}
+                )
+                ops.append(UpdateOne({"_id": doc["_id"], **held, **unchanged}, update))
+                outcomes.append((scan, drift))
+            unread = set()
+            if not ops:
+                break
+            written, too_large = write_settling(descriptions, ops)
+            oversized = {ObjectId(outcomes[i][0].target.id) for i in too_large}
+            for oid in oversized:  # that row alone fails; the chunk's others are written
+                fail_too_large(descriptions, {"_id": oid, **held}, TOO_LARGE_TO_SCAN)
+            retry, lost = set(), set()
+            if written + len(too_large) < len(ops):
+                others = [s for s, _ in outcomes if ObjectId(s.target.id) not in oversized]
+                retry, lost = _unsettled(descriptions, run_id, others, now)
+        skipped = retry | lost
+        for scan, drift in outcomes:
+            if ObjectId(scan.target.id) in oversized:
+                saved.failed += 1
+                continue
+            if ObjectId(scan.target.id) in skipped:
+                continue
+            if scan.ok:
+                saved.scanned += 1
+                if drift is not None:
+                    saved.drift.append((scan.target, drift))
+            else:
+                saved.failed += 1
+        pending = {oid: scan for oid, scan in pending.items() if oid in retry}
+        if not pending:
+            break
+
+
+def _unsettled(
+    descriptions: Collection, run_id: str, scans: list[TableScan], now: datetime
+) -> tuple[set[ObjectId], set[ObjectId]]:
+    """After a short write, who lost a race: rows still held by this run were edited meanwhile
+    (merged again); rows a newer scan took over, or a refresh settled, are not this run's."""
+    fields = {"status": 1, "scan_run_id": 1, "error_message": 1, "last_schema_sync": 1}
+    ids = [ObjectId(scan.target.id) for scan in scans]
+    rows = {d["_id"]: d for d in descriptions.find({"_id": {"$in": ids}}, fields)}
+    retry, lost = set(), set()
+    for oid, scan in zip(ids, scans, strict=True):
+        row = rows.get(oid, {})
+        if row.get("status") == Status.SYNCHRONIZING.value and row.get("scan_run_id") == run_id:
+            retry.add(oid)
+        elif not settled_by(row, scan, now):
+            lost.add(oid)
+    return retry, lost
 
 
 def write_settling(descriptions: Collection, ops: list[UpdateOne]) -> tuple[int, list[int]]:
