@@ -1,0 +1,1 @@
+"""Sources layer: reading the live SQL databases that tdsync catalogues (never writing them)."""

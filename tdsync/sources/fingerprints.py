@@ -1,5 +1,5 @@
-"""Structural fingerprints of tables, read from each dialect's own catalog: one query per schema
-(PostgreSQL: one for all the schemas).
+"""Sources layer: structural fingerprints of tables, read from each dialect's own catalog: one
+query per schema (PostgreSQL: one for all the schemas).
 
 A table's fingerprint is a hash of its column names, types and order; a view's, of its definition
 (without its own name). Two objects with the same fingerprint have the same structure, so a table

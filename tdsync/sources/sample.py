@@ -1,4 +1,4 @@
-"""A bounded look at a table's data: example rows and low-cardinality columns.
+"""Sources layer: a bounded look at a table's data: example rows and low-cardinality columns.
 
 Every query is bounded: examples read `example_rows` rows; the cardinality probe first asks the
 catalogue's statistics (PostgreSQL `pg_stats`), then reads at most `sample_rows` rows of the

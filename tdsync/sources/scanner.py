@@ -1,4 +1,5 @@
-"""Scan many tables of one source database: reflect per schema chunk, probe tables in parallel.
+"""Sources layer: scan many tables of one source database: reflect per schema chunk, probe tables
+in parallel.
 
 The calling thread reflects one chunk of a schema at a time (a few batch queries) while a small
 thread pool samples the tables already reflected, each worker on its own connection, so at most

@@ -1,4 +1,4 @@
-"""SSH tunnels to sources (the Dataherald engine's `use_ssh` and `ssh_settings`).
+"""Sources layer: SSH tunnels to sources (the Dataherald engine's `use_ssh` and `ssh_settings`).
 
 A tunnel lives as long as the one engine that uses it: opened for a registration's check, a
 refresh's listing or a scan, closed with it. Only the settings' own credentials are used: no

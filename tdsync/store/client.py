@@ -1,4 +1,4 @@
-"""Opening the catalogue store from settings (embedded SecantusDB or TDSYNC_MONGO_URI).
+"""Store layer: opening the catalogue store from settings (embedded SecantusDB or TDSYNC_MONGO_URI).
 
 With the embedded store, every process watches the server through its client's heartbeats: when
 one fails (the server crashed or was killed), the process restarts the server under the home's

@@ -1,4 +1,5 @@
-"""The embedded default store: one SecantusDB process per TDSYNC_HOME, shared by every tdsync process.
+"""Store layer: the embedded default store: one SecantusDB process per TDSYNC_HOME, shared by
+every tdsync process.
 
 A file lock serialises starts and stops, and a state file (server.json) records the server's pid
 and port; a live server is reused, a second one on the same folder is impossible (SecantusDB

@@ -1,4 +1,5 @@
-"""Store layer: the catalogue version of each connection: how a warm refresh proves nothing changed (issue 18).
+"""Store layer: the catalogue version of each connection: how a warm refresh proves nothing
+changed (issue 18).
 
 One small document per connection, `{_id: connection id, version, refreshed}`. Every write that
 can change a description's key, status or kind (a refresh's plan, a scan's claim and settling,
