@@ -73,7 +73,7 @@ def _schema_change(change: dict[str, Any]) -> dict[str, Any]:
 
 def description_dict(doc: dict[str, Any], connection_refreshed: datetime | None) -> dict[str, Any]:
     """A stored document as the API returns it (`TableDescription.from_doc(doc)` dumped as JSON,
-    its `last_refreshed_at` derived as tdsync.store.descriptions does)."""
+    its `last_refreshed_at` derived as tdsync.store.common.with_refresh_time does)."""
     status = doc.get("status", Status.NOT_SCANNED.value)
     refreshed = doc.get("last_refreshed_at")
     if (
