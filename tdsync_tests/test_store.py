@@ -1,5 +1,6 @@
 """The catalogue store on a real MongoDB wire server (SecantusDB): indexes, round trips, secrets."""
 
+import random
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -539,6 +540,54 @@ def test_descriptions_are_listed_sorted_by_schema_then_table(store: CatalogueSto
         ("sales", "b"),
     ]
     assert all(d.last_refreshed_at == NOW for d in found)
+
+
+# Case, accents (composed and not), a 4-byte UTF-8 character after the last BMP one, punctuation.
+AWKWARD_NAMES = ["b", "B", "a", "A", "ab", "a b", "a.b", "_", "1", "10", "2", "é", "e\u0301"]
+AWKWARD_NAMES += ["ß", "ss", "日本", "\U0001f600", "\uffff", "z"]
+
+
+def test_a_whole_connection_is_listed_in_utf8_order_whatever_its_statuses_and_inserts(
+    counted,
+) -> None:
+    """Issue 18: on SecantusDB a whole connection is read by walking the unique index (no sort
+    in Python, tdsync.store.descriptions): the rows must still come in the sort's exact order,
+    which is UTF-8 byte order, with rows inserted out of order, of every status, between the
+    rows of other connections, over several batches."""
+    store, log = counted
+    rng = random.Random(18)
+    names = [(s, t) for s in AWKWARD_NAMES[:8] for t in AWKWARD_NAMES]
+    cids = [str(ObjectId()) for _ in range(3)]
+    docs = []
+    for cid in cids:
+        for schema, table in names:
+            doc = new_description_doc(
+                db_connection_id=cid,
+                schema_name=schema,
+                table_name=table,
+                table_type=TableType.TABLE,
+                now=NOW,
+            )
+            docs.append({**doc, "status": rng.choice(list(Status)).value})
+    rng.shuffle(docs)
+    store.descriptions.insert_many(docs)
+    log.clear()
+
+    listed = [
+        (d["schema_name"], d["table_name"]) for d in store.description_docs(cids[1], batch_size=7)
+    ]
+    (find,) = [cmd for name, _, cmd in log.commands if name == "find"]
+
+    assert listed == sorted(names, key=lambda n: (n[0].encode(), n[1].encode()))
+    plain = store.descriptions.find(
+        {"db_connection_id": cids[1]}, sort=[("schema_name", 1), ("table_name", 1)]
+    )
+    assert listed == [(d["schema_name"], d["table_name"]) for d in plain]  # what MongoDB gets
+    if store._secantusdb:
+        assert find["filter"] == {"db_connection_id": {"$eq": cids[1]}}
+        assert find["sort"] == {"db_connection_id": 1}
+    else:
+        assert find["sort"] == {"schema_name": 1, "table_name": 1}
 
 
 def test_unreachable_mongo_is_storage_unavailable(tdsync_env) -> None:
