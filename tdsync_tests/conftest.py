@@ -145,6 +145,15 @@ def store(settings: Settings) -> CatalogueStore:
 
 
 @pytest.fixture
+def fake_store():
+    """An in-memory CatalogueStore (tdsync_tests/fakes.py): for the fast tier's routes, schedules
+    and sensors."""
+    from tdsync_tests.fakes import FakeStore
+
+    return FakeStore()
+
+
+@pytest.fixture
 def sqlite_path(tmp_path: Path) -> Path:
     path = tmp_path / "source.db"
     sqlite3.connect(path).close()
