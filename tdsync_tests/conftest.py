@@ -32,9 +32,12 @@ MYSQL_ADMIN_URL = os.environ.get(
 
 
 # What a test needs to be in the fast tier (`pytest -m fast`): none of these fixtures (a MongoDB wire
-# server, PostgreSQL, MariaDB, RabbitMQ, Dagster's PostgreSQL), and a module that starts no process
-# nor server of its own.
+# server, PostgreSQL, MariaDB, RabbitMQ, Dagster's PostgreSQL), no parameter naming a server's
+# dialect in a module that picks its source by that parameter (`request.getfixturevalue`, or
+# test_scan's `sources_of`), and a module that starts no process nor server of its own.
 SERVER_FIXTURES = {"mongo_uri", "pg_url", "mysql_url", "amqp_url", "dagster_pg"}
+SERVER_DIALECTS = {"postgresql", "mariadb", "mysql"}
+PICKS_SOURCES = ("getfixturevalue", "sources_of")
 STARTS_SERVERS = ("subprocess", "SecantusDBServer", "start_embedded", "ApiProcess", "Popen")
 
 
@@ -44,8 +47,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = Path(str(item.fspath))
         if path not in sources:
             sources[path] = path.read_text()
-        if SERVER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())) and not any(
-            word in sources[path] for word in STARTS_SERVERS
+        callspec = getattr(item, "callspec", None)
+        params = set(callspec.id.split("-")) if callspec else set()
+        picks_a_server = not SERVER_DIALECTS.isdisjoint(params) and any(
+            word in sources[path] for word in PICKS_SOURCES
+        )
+        if (
+            SERVER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+            and not picks_a_server
+            and not any(word in sources[path] for word in STARTS_SERVERS)
         ):
             item.add_marker(pytest.mark.fast)
 

@@ -37,13 +37,14 @@ def instance():
 @pytest.fixture
 def tick(fake_store: FakeStore, repository, instance):
     def tick(at: datetime, schedule: dg.ScheduleDefinition = refresh_connections_on_schedule):
-        context = dg.build_schedule_context(
+        # Closed after the tick: the instance it opened must not stay the process's current one.
+        with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=at,
             resources={"catalogue": fake_resource(fake_store)},
             repository_def=repository,
-        )
-        result = schedule.evaluate_tick(context)
+        ) as context:
+            result = schedule.evaluate_tick(context)
         # Each requested partition exists by the time its run is created.
         partitions = set(instance.get_dynamic_partitions(CONNECTIONS.name))
         assert {r.partition_key for r in result.run_requests or []} - {None} <= partitions
