@@ -275,6 +275,16 @@ class FakeStore:
         )
         return self.get_description(description_id)
 
+    def merge_metadata(
+        self, description_ids: list[str], metadata: dict[str, Any]
+    ) -> list[TableDescription]:
+        docs = [self._description_doc(i) for i in description_ids]
+        for doc in docs:
+            merged = {**(doc.get("metadata") or {}), **metadata}
+            self.descriptions.update_one({"_id": doc["_id"]}, {"$set": {"metadata": merged}})
+        described = [self.get_description(str(d["_id"])) for d in docs]
+        return sorted(described, key=lambda d: (d.schema_name, d.table_name))
+
     def _description_doc(self, description_id: str) -> dict[str, Any]:
         doc = self.descriptions.find_one({"_id": _oid(description_id, "table_description_id")})
         if doc is None:

@@ -126,6 +126,13 @@ def descriptions_are_sorted_filtered_and_paged(store) -> None:
     assert (edited.description, edited.columns[0].description) == ("d", "k")
     with pytest.raises(ValidationFailed, match="unknown column"):
         store.edit_description(ids[0], fields={}, columns={"nope": {"description": "?"}})
+    merged = store.merge_metadata([ids[1], ids[0]], {"dh_internal": {"id": 1}})
+    assert [(d.schema_name, d.metadata) for d in merged] == [
+        ("main", {"dh_internal": {"id": 1}}),
+        ("sales", {"dh_internal": {"id": 1}}),
+    ]
+    kept = store.merge_metadata([ids[1]], {"other": 2})
+    assert kept[0].metadata == {"dh_internal": {"id": 1}, "other": 2}
     with pytest.raises(TableDescriptionNotFound):
         store.get_description(str(ObjectId()))
     with pytest.raises(InvalidObjectId):

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from tdsync.api.app import create_app
 from tdsync.api.deps import ApiState, api_state, catalogue_store
+from tdsync.api.routes import scan as scan_routes
 from tdsync.config.settings import Settings
 from tdsync.defs import runs
 from tdsync.domain.errors import StorageUnavailable
@@ -371,3 +372,41 @@ def test_sync_schemas_validates_its_body_and_knows_its_connections(client, refre
         "database_connection_not_found"
     )
     assert refreshes.calls == []
+
+
+def test_sync_schemas_starts_one_scan_per_item_and_merges_its_metadata(
+    client, fake_store, shop, refreshes, monkeypatch: pytest.MonkeyPatch
+):
+    requested = []
+
+    def request_scan(store, settings, **request):
+        """Stands in for starting a scan: records it, answers the connection's rows."""
+        requested.append(request)
+        return store.list_descriptions(request["db_connection_id"], table_name="orders")
+
+    monkeypatch.setattr(scan_routes, "request_scan", request_scan)
+    url = f"{DESCRIPTIONS}/sync-schemas"
+
+    one = client.post(url, json={"db_connection_id": shop, "changed_only": True})
+    many = client.post(
+        "/api/table-descriptions/sync-schemas",
+        json=[
+            {"db_connection_id": shop, "table_names": ["orders"], "metadata": {"dh": 1}},
+            {"db_connection_id": shop},
+        ],
+    )
+
+    assert names(one, 201) == ["main.orders", "sales.orders"]
+    assert requested[0] == {
+        "db_connection_id": shop,
+        "ids": None,
+        "table_names": None,
+        "changed_only": True,
+        "refresh": requested[0]["refresh"],
+    }
+    assert [r["table_names"] for r in requested[1:]] == [["orders"], None]
+    assert names(many, 201) == ["main.orders", "sales.orders"] * 2
+    assert [d["metadata"] for d in many.json()[:2]] == [{"dh": 1}, {"dh": 1}]
+    # A connection with nothing to scan yet is refreshed first, as a webhook refresh.
+    requested[0]["refresh"](shop)
+    assert [(c, kwargs["trigger"]) for c, kwargs in refreshes.calls] == [(shop, "webhook")]
