@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -31,21 +33,47 @@ MYSQL_ADMIN_URL = os.environ.get(
 )
 
 
-# What a test needs to be in the fast tier (`pytest -m fast`): none of these fixtures (a MongoDB wire
-# server, PostgreSQL, MariaDB, RabbitMQ, Dagster's PostgreSQL), and a module that starts no process
-# nor server of its own.
+# What a test needs to be in the fast tier (`pytest -m fast`): no fixture that reaches a server (a
+# MongoDB wire server, PostgreSQL, MariaDB, RabbitMQ, Dagster's PostgreSQL: those below, and its
+# module's fixtures that make a server database themselves), no server database made by the test
+# itself (`_server_database`, test_scan's `Sources`/`sources_of`), no parameter naming a server's
+# dialect in a module that picks its source by that parameter (`request.getfixturevalue`, or
+# test_scan's `sources_of`), and a module that starts no process nor server of its own.
 SERVER_FIXTURES = {"mongo_uri", "pg_url", "mysql_url", "amqp_url", "dagster_pg"}
+SERVER_DIALECTS = {"postgresql", "mariadb", "mysql"}
+PICKS_SOURCES = ("getfixturevalue", "sources_of")
+MAKES_SERVER_DATABASE = re.compile(
+    r"_server_database\(|(sources_of|Sources)\([\"'](postgresql|mariadb)"
+)
 STARTS_SERVERS = ("subprocess", "SecantusDBServer", "start_embedded", "ApiProcess", "Popen")
 
 
+def _server_functions(source: str) -> set[str]:
+    """The module's own fixtures and tests that make a database on a server."""
+    return {
+        node.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef) and MAKES_SERVER_DATABASE.search(ast.unparse(node))
+    }
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    sources: dict[Path, str] = {}
+    modules: dict[Path, tuple[str, set[str]]] = {}
     for item in items:
         path = Path(str(item.fspath))
-        if path not in sources:
-            sources[path] = path.read_text()
-        if SERVER_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())) and not any(
-            word in sources[path] for word in STARTS_SERVERS
+        if path not in modules:
+            source = path.read_text()
+            modules[path] = (source, SERVER_FIXTURES | _server_functions(source))
+        source, server_functions = modules[path]
+        callspec = getattr(item, "callspec", None)
+        params = set(callspec.id.split("-")) if callspec else set()
+        picks_a_server = not SERVER_DIALECTS.isdisjoint(params) and any(
+            word in source for word in PICKS_SOURCES
+        )
+        if (
+            server_functions.isdisjoint({*getattr(item, "fixturenames", ()), item.originalname})
+            and not picks_a_server
+            and not any(word in source for word in STARTS_SERVERS)
         ):
             item.add_marker(pytest.mark.fast)
 
@@ -142,6 +170,15 @@ def source_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture
 def store(settings: Settings) -> CatalogueStore:
     return shared_store(settings)
+
+
+@pytest.fixture
+def fake_store():
+    """An in-memory CatalogueStore (tdsync_tests/fakes.py): for the fast tier's routes, schedules
+    and sensors."""
+    from tdsync_tests.fakes import FakeStore
+
+    return FakeStore()
 
 
 @pytest.fixture

@@ -1,19 +1,17 @@
-"""The code location, as the UI shows it: one snapshot of its jobs, assets, checks, schedules and
-sensors; and it loads the way `dagster definitions validate -w workspace.yaml` and `dg check defs`
-load it, with no deprecation warning."""
+"""The code location, as the UI shows it: one snapshot of its jobs (tags, op graph, partitions),
+assets, checks, schedules and sensors, the one place that lists them (fast tier).
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+That `dagster definitions validate` and `dg check defs` load it, with no deprecation warning:
+test_definitions_load.py (they start the CLIs).
+"""
 
 import dagster as dg
 import pytest
+from cryptography.fernet import Fernet
 
 import tdsync.definitions
 from tdsync.defs.resources import SourceDatabasesResource, StoreResource
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNNING_SCHEDULE, RUNNING_SENSOR = dg.DefaultScheduleStatus.RUNNING, dg.DefaultSensorStatus.RUNNING
 
 
@@ -24,7 +22,11 @@ def snapshot(repo: dg.RepositoryDefinition) -> dict:
         "jobs": {
             job.name: {
                 "tags": dict(job.tags),
-                "ops": sorted(node.name for node in job.nodes),
+                # Each op, with the ops whose outputs it takes.
+                "ops": {
+                    (op.alias or op.name): sorted(dep.node for dep in inputs.values())
+                    for op, inputs in job.graph.dependencies.items()
+                },
                 "partitions": getattr(job.partitions_def, "name", None),
             }
             for job in repo.get_all_jobs()
@@ -41,7 +43,9 @@ def snapshot(repo: dg.RepositoryDefinition) -> dict:
             s.name: (s.cron_schedule, s.execution_timezone, s.job_name, s.default_status)
             for s in repo.schedule_defs
         },
-        "sensors": {s.name: s.default_status for s in repo.sensor_defs},
+        "sensors": {
+            s.name: (s.default_status, s.minimum_interval_seconds) for s in repo.sensor_defs
+        },
     }
 
 
@@ -52,12 +56,15 @@ def test_code_location_snapshot() -> None:
             # per connection.
             "refresh_table_descriptions": {
                 "tags": {"tdsync/trigger": "ui"},
-                "ops": ["table_description_checks", "table_descriptions"],
+                "ops": {
+                    "table_descriptions": [],
+                    "table_description_checks": ["table_descriptions"],
+                },
                 "partitions": "tdsync_connections",
             },
             "scan_table_descriptions": {
                 "tags": {"tdsync/trigger": "ui"},
-                "ops": ["scan_tables", "start_scan"],
+                "ops": {"start_scan": [], "scan_tables": ["start_scan"]},
                 "partitions": None,
             },
         },
@@ -81,15 +88,24 @@ def test_code_location_snapshot() -> None:
                 RUNNING_SCHEDULE,
             ),
         },
+        # Each with how often it is evaluated (seconds).
         "sensors": {
-            "settle_failed_runs": RUNNING_SENSOR,
-            "settle_cancelled_runs": RUNNING_SENSOR,
-            "sync_connection_partitions": RUNNING_SENSOR,
-            "check_table_descriptions": RUNNING_SENSOR,
-            "settle_orphaned_runs": RUNNING_SENSOR,
-            "scan_what_refreshes_found": RUNNING_SENSOR,  # issue 17
+            "settle_failed_runs": (RUNNING_SENSOR, 15),
+            "settle_cancelled_runs": (RUNNING_SENSOR, 15),
+            "sync_connection_partitions": (RUNNING_SENSOR, 60),
+            "check_table_descriptions": (RUNNING_SENSOR, 60),
+            "settle_orphaned_runs": (RUNNING_SENSOR, 60),
+            "scan_what_refreshes_found": (RUNNING_SENSOR, 30),  # issue 17
         },
     }
+
+
+def test_the_refresh_schedule_says_it_refreshes_each_connection_on_its_own_cron() -> None:
+    repo = tdsync.definitions.defs().get_repository_def()
+    description = repo.get_schedule_def("refresh_connections_on_schedule").description
+
+    assert "only when its own refresh_schedule" in description
+    assert "next refresh" in description
 
 
 def _config_fields(job: dg.JobDefinition) -> set[str]:
@@ -117,56 +133,14 @@ def test_outside_local_run_monitoring_replaces_the_orphaned_run_sensor(
     assert {"settle_failed_runs", "settle_cancelled_runs"} <= set(sensors)
 
 
-def test_dagster_definitions_validate_passes(tdsync_env: dict[str, str]) -> None:
-    dagster_cli = Path(sys.executable).with_name("dagster")
-    result = subprocess.run(
-        [str(dagster_cli), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO_ROOT,
-        env={**os.environ, **tdsync_env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    # workspace.yaml's one code location, by the name runs record and the UI re-executes by.
-    assert "Validation successful for code location tdsync.definitions." in (
-        result.stdout + result.stderr
-    )
-    assert "All code locations passed validation" in result.stdout + result.stderr
-
-
-def test_dg_check_defs_passes_and_loading_warns_of_nothing_deprecated(
-    tdsync_env: dict[str, str],
-) -> None:
-    dg_cli = Path(sys.executable).with_name("dg")
-    result = subprocess.run(
-        [str(dg_cli), "check", "defs"],
-        cwd=REPO_ROOT,
-        env={**os.environ, **tdsync_env, "VIRTUAL_ENV": str(Path(sys.executable).parents[1])},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    assert "All definitions loaded successfully" in result.stdout + result.stderr
-
-    loaded = subprocess.run(
-        [
-            sys.executable,
-            *("-W", "error::DeprecationWarning:dagster"),
-            *("-W", "error::dagster.SupersessionWarning"),
-            *("-c", "import tdsync.definitions as d; d.defs().get_repository_def()"),
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, **tdsync_env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert loaded.returncode == 0, loaded.stderr[-4000:]
-
-
-def test_resources_show_where_their_settings_come_from(tdsync_env: dict[str, str]) -> None:
+def test_resources_show_where_their_settings_come_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    tdsync_env = {
+        "TDSYNC_MONGO_URI": "mongodb://127.0.0.1:1/?retryWrites=false",  # never connected to
+        "TDSYNC_MONGO_DB": "tdsync_definitions",
+        "TDSYNC_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
+    for name, value in tdsync_env.items():
+        monkeypatch.setenv(name, value)
     resources = tdsync.definitions.defs().resources
     catalogue = resources["catalogue"]
     # Bound to the variables, not to their values: the UI never shows the key or the URI.

@@ -1,4 +1,6 @@
-"""A refresh or scan run whose process was killed is marked failed, so its connection is free again."""
+"""A refresh or scan run whose process was killed is marked failed, so its connection is free again.
+
+The orphan rules themselves (orphan_reason) are in the fast tier: test_sensor_decisions.py."""
 
 import os
 import signal
@@ -13,44 +15,7 @@ from tdsync.config.settings import Settings
 from tdsync.defs import runs
 from tdsync.defs.refresh_job import CONNECTION_TAG
 from tdsync.defs.resources import StoreResource
-from tdsync.defs.sensors import orphan_reason, settle_orphaned_runs
-
-NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-WAIT_S = 300
-
-
-def lease(holder, expires_in_s, last=None):
-    return {"holder": holder, "expires_at": NOW + timedelta(seconds=expires_in_s), "last": last}
-
-
-def test_a_run_holding_a_live_lease_is_alive():
-    assert orphan_reason(lease("r1", 60), "r1", NOW - timedelta(hours=3), NOW, WAIT_S) is None
-
-
-def test_a_run_whose_lease_expired_is_orphaned():
-    reason = orphan_reason(lease("r1", -1), "r1", NOW - timedelta(minutes=5), NOW, WAIT_S)
-    assert reason and "expired" in reason
-
-
-def test_a_run_that_released_its_lease_long_ago_but_never_ended_is_orphaned():
-    last = {"holder": "r1", "released_at": NOW - timedelta(minutes=5)}
-    reason = orphan_reason(lease(None, -100, last), "r1", NOW - timedelta(minutes=6), NOW, WAIT_S)
-    assert reason and "released" in reason
-
-
-def test_a_run_that_just_released_its_lease_is_given_time_to_finish():
-    last = {"holder": "r1", "released_at": NOW - timedelta(seconds=5)}
-    assert (
-        orphan_reason(lease(None, -100, last), "r1", NOW - timedelta(minutes=1), NOW, WAIT_S)
-        is None
-    )
-
-
-def test_a_run_still_waiting_for_the_lease_is_alive_until_it_outlives_the_longest_wait():
-    other = lease("r2", 60)
-    assert orphan_reason(other, "r1", NOW - timedelta(seconds=WAIT_S), NOW, WAIT_S) is None
-    assert orphan_reason(other, "r1", NOW - timedelta(seconds=WAIT_S + 121), NOW, WAIT_S)
-    assert orphan_reason(None, "r1", NOW - timedelta(hours=1), NOW, WAIT_S)
+from tdsync.defs.sensors import settle_orphaned_runs
 
 
 def test_killed_api_process_run_is_marked_failed_and_frees_its_connection(

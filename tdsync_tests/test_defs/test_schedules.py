@@ -68,13 +68,6 @@ def test_a_scheduled_run_carries_its_connections_cron_and_next_refresh(store, sq
     assert request.tags[NEXT_REFRESH_TAG] == "2026-03-02 10:30 UTC"
 
 
-def test_the_schedule_says_it_refreshes_each_connection_on_its_own_cron():
-    description = refresh_connections_on_schedule.description
-
-    assert "only when its own refresh_schedule" in description
-    assert "next refresh" in description
-
-
 def test_every_connection_due_in_the_same_minute_gets_its_own_run(store, sqlite_path):
     a = add(store, "a", "0 * * * *", sqlite_path)
     b = add(store, "b", "@hourly", sqlite_path)

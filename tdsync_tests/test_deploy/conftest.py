@@ -1,5 +1,6 @@
 """Fixtures for the deployment tests: Dagster storage on a throwaway PostgreSQL database, RabbitMQ."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,14 +14,13 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 import yaml
-from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 
 from tdsync.config.deployment import DEPLOY_DIR
 from tdsync.defs.refresh_job import CONNECTION_TAG
 from tdsync_tests.conftest import IN_CI, PG_ADMIN_URL, _server_database, unavailable, until
 from tdsync_tests.test_api.live import ApiProcess
+from tdsync_tests.test_deploy.jobs import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 AMQP_URL = os.environ.get("TDSYNC_TEST_AMQP_URL", "pyamqp://guest:guest@127.0.0.1:5672//")
 
 
@@ -82,13 +82,6 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-def tdsync_job(name: str) -> ReconstructableJob:
-    """One of tdsync's jobs as another process (a run worker, a Celery worker) loads it."""
-    return ReconstructableRepository.for_module(
-        "tdsync.definitions", "defs", working_directory=str(REPO)
-    ).get_reconstructable_job(name)
-
-
 DAEMON_START_TIMEOUT_S = 120
 
 
@@ -97,11 +90,22 @@ def dagster_daemon(tmp_path: Path) -> Iterator[subprocess.Popen]:
     """A real `dagster-daemon run` on the test's DAGSTER_HOME and the repo's workspace.yaml: it
     dequeues submitted runs and launches each in a run worker of its own (the instance's
     DefaultRunLauncher, through the code server it starts). Stopped with its children."""
+    with running_daemon(tmp_path, REPO / "workspace.yaml") as daemon:
+        yield daemon
+
+
+@contextlib.contextmanager
+def running_daemon(tmp_path: Path, workspace: Path) -> Iterator[subprocess.Popen]:
+    """`dagster-daemon run -w workspace` on DAGSTER_HOME, once it dequeues runs; then stopped."""
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(REPO),  # tdsync_tests too: an instance may name a test's run launcher
+    }
     log = (tmp_path / "dagster-daemon.log").open("wb")
     daemon = subprocess.Popen(
-        [str(bin_dir / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+        [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)],
         cwd=REPO,
         env=env,
         start_new_session=True,

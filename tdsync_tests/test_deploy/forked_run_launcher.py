@@ -16,13 +16,14 @@ from typing import Any
 
 import dagster as dg
 import dagster_postgres  # noqa: F401  (imported once in the fork server, not in every run worker)
+
+# Dagster exports no public base for a run launcher nor a way to execute an existing run in this
+# process: a custom launcher is built on these, or every run needs a process of its own (above).
 from dagster._core.execution.api import execute_run
-from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher import LaunchRunContext, RunLauncher
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
-from dagster_shared.serdes import deserialize_value, serialize_value
 
-from tdsync_tests.test_deploy.conftest import tdsync_job
+from tdsync_tests.test_deploy.jobs import tdsync_job
 
 # Importing this module loads the definitions once: in the fork server, every run worker forked
 # from it starts with them loaded (a fresh process would spend about a second on it).
@@ -36,11 +37,10 @@ def run_worker(instance_ref: str, run_id: str, environ: dict[str, str]) -> None:
     """What a run worker process does: its own instance, the job of the run's code origin."""
     os.environ.clear()
     os.environ.update(environ)  # the test's environment at launch, not the fork server's
-    with dg.DagsterInstance.from_ref(deserialize_value(instance_ref, InstanceRef)) as instance:
+    with dg.DagsterInstance.from_ref(dg.deserialize_value(instance_ref)) as instance:
         run = instance.get_run_by_id(run_id)
-        job = tdsync_job(run.job_name)  # the definitions loaded before the fork
-        assert job.repository.pointer == run.job_code_origin.repository_origin.code_pointer
-        execute_run(job, run, instance)
+        assert run.job_code_origin.repository_origin.code_pointer.module == "tdsync.definitions"
+        execute_run(tdsync_job(run.job_name), run, instance)  # definitions loaded before the fork
 
 
 class ForkedRunLauncher(RunLauncher, ConfigurableClass):
@@ -72,7 +72,7 @@ class ForkedRunLauncher(RunLauncher, ConfigurableClass):
         run_id = context.dagster_run.run_id
         process = _FORKS.Process(
             target=run_worker,
-            args=(serialize_value(self._instance.get_ref()), run_id, dict(os.environ)),
+            args=(dg.serialize_value(self._instance.get_ref()), run_id, dict(os.environ)),
             name=f"run-{run_id}",
         )
         process.start()

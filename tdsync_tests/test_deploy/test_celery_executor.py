@@ -23,9 +23,9 @@ from tdsync_tests.test_deploy.conftest import (
     REPO,
     http_refresh_and_scan,
     step_pids,
-    tdsync_job,
     unique_name,
 )
+from tdsync_tests.test_deploy.jobs import tdsync_job
 
 WORKER_START_TIMEOUT_S = 90
 

@@ -1,7 +1,11 @@
 """Fifty connections whose refresh schedules fall due in the same minute, on the production instance
 (deploy/production/dagster.yaml, storage on PostgreSQL): Dagster's run queue refreshes every
 connection once, never runs two refreshes of one connection at once, and never exceeds
-max_concurrent_runs."""
+max_concurrent_runs.
+
+The queue is a real `dagster-daemon run`; its workspace has no code location, so no schedule or
+sensor of its own ticks meanwhile (the test ticks the schedule at noon itself). Its run launcher
+is tdsync_tests/test_deploy/forked_run_launcher.py."""
 
 import sqlite3
 from collections import defaultdict
@@ -11,20 +15,15 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.remote_origin import InProcessCodeLocationOrigin
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-from dagster._core.workspace.context import WorkspaceProcessContext
-from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
-from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
-    QueuedRunCoordinatorDaemon,
-)
 
 from tdsync.definitions import defs
+from tdsync.defs import runs
 from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.defs.resources import StoreResource
 from tdsync.defs.schedules import refresh_connections_on_schedule
 from tdsync.store import CatalogueStore
-from tdsync_tests.test_deploy.conftest import REPO, instance_on, tdsync_job
+from tdsync_tests.conftest import until
+from tdsync_tests.test_deploy.conftest import instance_on, running_daemon
 
 CONNECTIONS = 50
 MAX_CONCURRENT_RUNS = 8
@@ -47,39 +46,34 @@ def production_instance(
     tdsync_env: dict[str, str], dagster_pg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[dg.DagsterInstance]:
     monkeypatch.setenv("TDSYNC_DEPLOYMENT", "production")  # what the run workers see
+    home = tmp_path / "dagster-production"
     instance = instance_on(
         "production",
-        tmp_path / "dagster-production",
+        home,
         run_queue={"max_concurrent_runs": MAX_CONCURRENT_RUNS},
         run_launcher={
             "module": "tdsync_tests.test_deploy.forked_run_launcher",
             "class": "ForkedRunLauncher",
         },
     )
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the daemon's instance
     with instance:
         yield instance
-        instance.run_launcher.join()
 
 
 @pytest.fixture
-def workspace(production_instance: dg.DagsterInstance) -> Iterator[WorkspaceProcessContext]:
-    """tdsync's code location, loaded in this process (the daemon would ask a code server)."""
-    origin = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(
-            module_name="tdsync.definitions", attribute="defs", working_directory=str(REPO)
-        ),
-        location_name="tdsync",
-    )
-    with WorkspaceProcessContext(
-        production_instance, InProcessWorkspaceLoadTarget(origin)
-    ) as context:
-        yield context
+def queue_daemon(production_instance: dg.DagsterInstance, tmp_path: Path) -> Iterator[None]:
+    """The run queue's daemon, on a workspace without code location."""
+    workspace = tmp_path / "no-code-location.yaml"
+    workspace.write_text("load_from: []\n")
+    with running_daemon(tmp_path, workspace):
+        yield
 
 
 def test_fifty_connections_due_together_are_each_refreshed_once_within_the_run_limits(
     store: CatalogueStore,
     production_instance: dg.DagsterInstance,
-    workspace: WorkspaceProcessContext,
+    queue_daemon: None,
     tmp_path: Path,
 ) -> None:
     connections = _register(store, tmp_path)
@@ -88,8 +82,8 @@ def test_fifty_connections_due_together_are_each_refreshed_once_within_the_run_l
     due_now = _tick(production_instance, TICK)
     due_next_minute = _tick(production_instance, TICK + timedelta(minutes=1))
     # The daemon fell behind: both ticks' runs are queued before any has started.
-    _submit(workspace, due_now + due_next_minute)
-    _drain_queue(workspace)
+    _submit(production_instance, due_now + due_next_minute)
+    _drain_queue(production_instance)
 
     # The schedule asked for exactly one refresh of every connection at noon...
     assert sorted(r.tags[CONNECTION_TAG] for r in due_now) == sorted(connections)
@@ -144,45 +138,28 @@ def _tick(instance: dg.DagsterInstance, at: datetime) -> list[dg.RunRequest]:
     return list(refresh_connections_on_schedule.evaluate_tick(context).run_requests)
 
 
-def _submit(workspace: WorkspaceProcessContext, requests: list[dg.RunRequest]) -> None:
+def _submit(instance: dg.DagsterInstance, requests: list[dg.RunRequest]) -> None:
     """Queue runs the way the scheduler daemon does: created from the code location, submitted."""
-    context = workspace.create_request_context()
-    [repository] = context.get_code_location("tdsync").get_repositories().values()
-    job = repository.get_full_job("refresh_table_descriptions")
-    job_def = tdsync_job("refresh_table_descriptions").get_definition()
     for request in requests:
         assert request.tags[TRIGGER_TAG] == "schedule"
-        run = workspace.instance.create_run_for_job(
-            job_def=job_def,
+        run = runs.create_run(
+            refresh_connections_on_schedule.job_name,
+            dagster_instance=instance,
             run_config=request.run_config,
-            tags={
-                **request.tags,
-                "dagster/partition": request.partition_key,
-                "dagster/schedule_name": refresh_connections_on_schedule.name,
-            },
-            remote_job_origin=job.get_remote_origin(),
-            job_code_origin=job.get_python_origin(),
+            tags={**request.tags, "dagster/schedule_name": refresh_connections_on_schedule.name},
+            partition=request.partition_key,
         )
-        workspace.instance.submit_run(run.run_id, context)
+        runs.submit(instance, run)
 
 
-def _drain_queue(workspace: WorkspaceProcessContext) -> None:
-    """Run the daemon's dequeue iterations until every run has finished."""
-    instance = workspace.instance
-    launcher = instance.run_launcher
-    deadline = datetime.now(UTC) + timedelta(seconds=DRAIN_DEADLINE_S)
-    with QueuedRunCoordinatorDaemon(interval_seconds=1) as daemon:
-        while instance.get_runs_count(dg.RunsFilter(statuses=IN_PROGRESS)):
-            if datetime.now(UTC) > deadline:
-                pytest.fail(f"runs still queued or running after {DRAIN_DEADLINE_S} s")
-            ended = launcher.runs_ended
-            list(daemon.run_iteration(workspace))
-            # Await a free slot rather than spinning (the timeout covers a run that ended
-            # between the count above and the iteration).
-            with launcher.run_ended:
-                launcher.run_ended.wait_for(
-                    lambda ended=ended: launcher.runs_ended > ended, timeout=1
-                )
+def _drain_queue(instance: dg.DagsterInstance) -> None:
+    """Await the daemon's queue: every run finished."""
+    until(
+        lambda: not instance.get_runs_count(dg.RunsFilter(statuses=IN_PROGRESS)),
+        "every queued run has finished",
+        DRAIN_DEADLINE_S,
+        0.5,
+    )
 
 
 def _peak_concurrency(spans: list[tuple[float, float]]) -> int:
