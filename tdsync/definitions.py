@@ -1,4 +1,4 @@
-"""The Dagster code location: what tdsync/defs defines, bound to tdsync's resources."""
+"""Top of the layers: The Dagster code location: what tdsync/defs defines, bound to tdsync's resources."""
 
 from __future__ import annotations
 

@@ -1,0 +1,3 @@
+"""Shell (CLI): `tdsync ...` commands, the dev environment and the demo; thin over the services
+and the Dagster runs (tdsync.defs.runs).
+"""

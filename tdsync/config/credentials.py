@@ -1,4 +1,4 @@
-"""Connection URIs: encryption at rest, masking for display, and scrubbing secrets out of text."""
+"""Config layer: Connection URIs: encryption at rest, masking for display, and scrubbing secrets out of text."""
 
 from __future__ import annotations
 

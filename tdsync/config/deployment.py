@@ -1,4 +1,4 @@
-"""Which way tdsync runs on Dagster: local, production or distributed (deploy/README.md).
+"""Config layer: Which way tdsync runs on Dagster: local, production or distributed (deploy/README.md).
 
 TDSYNC_DEPLOYMENT picks the instance configuration written into a new DAGSTER_HOME and the executor
 the code location binds; the distributed executor reads its broker and queue from the environment.

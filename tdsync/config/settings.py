@@ -1,4 +1,4 @@
-"""Settings read from the environment (SPEC.md, "Configuration"), in this one typed place.
+"""Config layer: Settings read from the environment (SPEC.md, "Configuration"), in this one typed place.
 
 Only the entry points read the environment, once each: the CLI's `main`, the detached scan
 process's `main` (tdsync.services.scan_requests), `python -m tdsync.api.server`, and the Dagster resources

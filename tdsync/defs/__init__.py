@@ -1,1 +1,3 @@
-"""Dagster definitions of tdsync, one small module per kind (resources, jobs, schedules, sensors)."""
+"""Shell (Dagster): the jobs, asset, checks, schedules, sensors and resources of the code location,
+and tdsync.defs.runs, which starts runs of it for the API and the CLI.
+"""

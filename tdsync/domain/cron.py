@@ -1,4 +1,4 @@
-"""Connections' refresh schedules: validating cron strings and deciding which connection is due.
+"""Domain layer: Connections' refresh schedules: validating cron strings and deciding which connection is due.
 
 Cron strings are read in UTC. The Dagster schedule ticks every minute and asks `due_refreshes`
 which connections have a fire time within that minute; a fire time therefore belongs to exactly

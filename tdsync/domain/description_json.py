@@ -1,4 +1,4 @@
-"""Table descriptions as the API's JSON, written straight from the stored documents.
+"""Domain layer: Table descriptions as the API's JSON, written straight from the stored documents.
 
 The API and `tdsync … --json` stream a connection's descriptions as one JSON array while they read
 them from the store. The bytes are the ones `TableDescription` (tdsync.domain.models) serializes to

@@ -1,4 +1,4 @@
-"""One exception type per user-visible error code of SPEC.md.
+"""Domain layer: One exception type per user-visible error code of SPEC.md.
 
 The HTTP API, the CLI and the Dagster ops all raise and translate these, so a code means the
 same thing wherever it shows up.

@@ -1,4 +1,4 @@
-"""What people may write into the catalogue: the form of an alias and how much text a table
+"""Domain layer: What people may write into the catalogue: the form of an alias and how much text a table
 description may hold.
 
 The API states the per-field caps in its schemas (a 422 naming the field); the store applies the

@@ -1,4 +1,4 @@
-"""The catalogue's documents, as SPEC.md lists them, and their Mongo form."""
+"""Domain layer: The catalogue's documents, as SPEC.md lists them, and their Mongo form."""
 
 from __future__ import annotations
 

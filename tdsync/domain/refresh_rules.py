@@ -1,4 +1,4 @@
-"""The refresh rules of SPEC.md as one pure function: stored descriptions + live listing -> plan.
+"""Domain layer: The refresh rules of SPEC.md as one pure function: stored descriptions + live listing -> plan.
 
 No I/O here. The store applies a plan with conditional writes, so a plan computed from a
 slightly stale read can never undo what a concurrent refresh or scan wrote.

@@ -1,4 +1,4 @@
-"""What a scan takes and gives: its options, the rows it scans, and one table's result."""
+"""Domain layer: What a scan takes and gives: its options, the rows it scans, and one table's result."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which tables a changed-only scan re-reads. No I/O: each way of starting a scan (the scan job,
+"""Domain layer: Which tables a changed-only scan re-reads. No I/O: each way of starting a scan (the scan job,
 sync-schemas) reads the live fingerprints (tdsync.sources.fingerprints) and asks `changed`.
 
 A table is re-read when it was never scanned, its last scan FAILED, its structural fingerprint

@@ -1,4 +1,4 @@
-"""How a scan's columns meet the stored ones: people's work kept, drift recorded. No I/O.
+"""Domain layer: How a scan's columns meet the stored ones: people's work kept, drift recorded. No I/O.
 
 A scan owns a column's structure (type, keys, nullability) and its measured cardinality. People
 own its description and any extra fields they add. Categories are the scan's unless people edited
