@@ -11,9 +11,9 @@ import dagster as dg
 
 from tdsync.config.settings import Settings
 from tdsync.defs import runs
-from tdsync.defs.refresh_job import CONNECTION_TAG
 from tdsync.defs.resources import StoreResource
 from tdsync.defs.sensors import orphan_reason, settle_orphaned_runs
+from tdsync.defs.tags import CONNECTION_TAG
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 WAIT_S = 300

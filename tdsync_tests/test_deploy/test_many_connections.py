@@ -20,9 +20,9 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
 )
 
 from tdsync.definitions import defs
-from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.defs.resources import StoreResource
 from tdsync.defs.schedules import refresh_connections_on_schedule
+from tdsync.defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_deploy.conftest import REPO, instance_on, tdsync_job
 
