@@ -13,7 +13,7 @@ from bson import ObjectId
 
 from tdsync.config.settings import Settings
 from tdsync.defs import runs
-from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
+from tdsync.defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.domain.errors import ConnectionNotFound, EmptyDatabase, InvalidDatabaseConnection
 from tdsync.domain.models import utcnow
 from tdsync.domain.refresh_rules import plan_refresh

@@ -137,7 +137,7 @@ def test_only_the_entry_points_read_settings_from_the_environment() -> None:
         for path in PACKAGE.rglob("*.py")
         if "Settings.from_env()" in path.read_text()
     )
-    assert readers == ["api/server.py", "cli/main.py", "services/scan_requests.py"]
+    assert readers == ["api/server.py", "cli/main.py", "defs/scan_process.py"]
 
 
 def test_every_function_that_takes_settings_requires_them() -> None:

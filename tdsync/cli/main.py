@@ -234,15 +234,17 @@ def _scan(args: argparse.Namespace) -> None:
 
 
 def _connections_add(args: argparse.Namespace) -> None:
+    from tdsync.defs.runs import DagsterRunStarter
     from tdsync.domain.cron import validate_refresh_schedule
     from tdsync.services.connections import register_connection
 
     # Before connecting, which can take seconds.
     validate_refresh_schedule(args.refresh_schedule)
     validate_refresh_schedule(args.scan_schedule, "scan_schedule")
+    store = _store(args)
     conn = register_connection(
-        _store(args),
-        trigger="cli",
+        store,
+        runs=DagsterRunStarter(store, args.settings, "cli"),
         timeout_s=args.settings.source_timeout_s,
         settings=args.settings,
         alias=args.alias,

@@ -1,7 +1,7 @@
 """Config layer: Settings read from the environment (SPEC.md, "Configuration"), in this one typed place.
 
 Only the entry points read the environment, once each: the CLI's `main`, the detached scan
-process's `main` (tdsync.services.scan_requests), `python -m tdsync.api.server`, and the Dagster resources
+process's `main` (tdsync.defs.scan_process), `python -m tdsync.api.server`, and the Dagster resources
 (tdsync.defs.resources) when a run starts. They pass the `Settings` down; every library function
 that needs settings takes them as a required argument, so none reads the environment behind its
 caller's back.

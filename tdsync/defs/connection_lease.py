@@ -1,4 +1,5 @@
-"""The connection lease inside tdsync's jobs: the first op takes it, the last op's hook frees it.
+"""Shell (Dagster): the connection lease inside tdsync's jobs. The first op takes it (once it has
+read the connection: tdsync.services.connections.take_connection), the last op's hook frees it.
 
 Runs the API and CLI start already hold the lease (tdsync.defs.runs takes it under the run's id), so
 taking it again costs nothing; a run launched from the Dagster UI or by the daemon takes it here
@@ -12,16 +13,20 @@ from typing import Any
 
 import dagster as dg
 
-from tdsync.defs.resources import failures_as_dagster
-from tdsync.domain.models import plain_json
+from tdsync.defs.resources import StoreResource, failures_as_dagster
+from tdsync.defs.tags import CONNECTION_TAG
+from tdsync.domain.models import DatabaseConnection, plain_json
 from tdsync.services import connection_lease
-from tdsync.store import CatalogueStore
+from tdsync.services.connections import ConnectionRef
+from tdsync.services.connections import take_connection as take
 
 
-def hold_connection_lease(
-    context: dg.OpExecutionContext, store: CatalogueStore, connection_id: str, *, wait_s: float
-) -> None:
-    """Take the connection's lease for this run (waiting for another run of it to finish)."""
+def take_connection(
+    context: dg.OpExecutionContext, catalogue: StoreResource, connection: DatabaseConnection
+) -> ConnectionRef:
+    """The first op of both jobs, once it has read the run's connection: tag the run with it and
+    take the connection's lease (waiting, bounded, for another run of it)."""
+    _tag_run(context, connection.id)
 
     def waiting(current: dict[str, Any]) -> None:
         context.log.info(
@@ -30,14 +35,21 @@ def hold_connection_lease(
         )
 
     with failures_as_dagster():
-        connection_lease.acquire(
-            store,
-            connection_id,
+        return take(
+            catalogue.get_store(),
+            connection,
             holder=context.run_id,
             kind=context.job_name,
-            wait_s=wait_s,
+            wait_s=catalogue.settings().lease_wait_s,
             on_wait=waiting,
         )
+
+
+def _tag_run(context: dg.OpExecutionContext, connection_id: str) -> None:
+    # Runs launched from the UI only carry the connection in their config; tag them so that
+    # run lists filter and per-connection concurrency see them like every other trigger's.
+    if context.run.tags.get(CONNECTION_TAG) != connection_id:
+        context.instance.add_run_tags(context.run_id, {CONNECTION_TAG: connection_id})
 
 
 @dg.success_hook(required_resource_keys={"catalogue"})

@@ -1,11 +1,11 @@
-"""The refresh: the `table_descriptions` asset, one partition per connection, computed by four ops
+"""Shell (Dagster): the refresh, the `table_descriptions` asset, one partition per connection, computed by four ops
 (load the connection -> list live tables -> diff -> write statuses); its job is the refresh job.
 
 Materializing a connection's partition (from the UI, a schedule, the API or the CLI) refreshes that
-connection; the catalogue's checks run in the same run, after it.
+connection; the catalogue's checks run in the same run, after it. Each op is one step of
+tdsync.services.refresh, with Dagster's logging, metadata and failures around it.
 """
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import dagster as dg
@@ -13,19 +13,16 @@ import pydantic
 
 from tdsync.defs.assets import TABLE_DESCRIPTIONS, status_metadata
 from tdsync.defs.bulk import gc_paused
-from tdsync.defs.connection_lease import (
-    hold_connection_lease,
-    release_connection_lease,
-)
+from tdsync.defs.connection_lease import release_connection_lease, take_connection
 from tdsync.defs.partitions import CONNECTIONS, connection_for_partition
 from tdsync.defs.resources import SourceDatabasesResource, StoreResource, failures_as_dagster
+from tdsync.defs.tags import TRIGGER_TAG
 from tdsync.domain.cron import cron_problem, moment, next_fire_after
 from tdsync.domain.models import utcnow
 from tdsync.domain.refresh_rules import Listing, RefreshPlan
-from tdsync.services.refresh import plan_against_catalogue
+from tdsync.services import refresh
+from tdsync.services.connections import ConnectionRef
 
-CONNECTION_TAG = "tdsync/db_connection_id"
-TRIGGER_TAG = "tdsync/trigger"
 # What a refresh's summary holds (its materialization's metadata, read back by the API and CLI).
 SUMMARY_FIELDS = (
     "added",
@@ -40,23 +37,12 @@ SUMMARY_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class ConnectionRef:
-    """What ops pass around: never the URI (outputs are stored; URIs hold passwords)."""
-
-    id: str
-    alias: str
-    dialect: str
-    schemas: list[str] | None
-    refresh_schedule: str | None = None
-
-
 @dg.op
 def load_connection(context: dg.OpExecutionContext, catalogue: StoreResource) -> ConnectionRef:
     """The connection of the run's partition (its alias), no config to type."""
     with failures_as_dagster():
         found = connection_for_partition(catalogue.get_store(), context.partition_key)
-    conn = take_connection(context, catalogue, found.id)
+    conn = take_connection(context, catalogue, found)
     context.log.info(
         f"connection {conn.alias} ({conn.dialect}), schemas: {conn.schemas or 'default'}"
     )
@@ -71,8 +57,7 @@ def list_live_tables(
     sources: SourceDatabasesResource,
 ) -> Listing:
     with failures_as_dagster(), gc_paused():
-        uri, ssh = catalogue.get_store().source_access(connection.id)
-        listing = sources.list_live(connection_uri=uri, schemas=connection.schemas, ssh=ssh)
+        listing = refresh.list_live(catalogue.get_store(), connection, settings=sources.settings())
     counts = {schema: len(tables or []) for schema, tables in listing.schemas.items()}
     context.log.info(f"live tables and views per schema: {counts}")
     return listing
@@ -104,18 +89,12 @@ def diff_against_catalogue(
     A catalogue unchanged since the last refresh (same version, same listing) is not read at all
     (tdsync.store.versions)."""
     with failures_as_dagster(), gc_paused():
-        store = catalogue.get_store()
-
-        def fingerprint(tables: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-            uri, ssh = store.source_access(connection.id)
-            return sources.fingerprint(connection_uri=uri, tables=tables, ssh=ssh)
-
-        plan = plan_against_catalogue(
-            store,
+        plan = refresh.plan_against_source_and_catalogue(
+            catalogue.get_store(),
             connection.id,
             listing,
             utcnow(),
-            fingerprint=fingerprint,
+            settings=sources.settings(),
             allow_empty_schemas=config.allow_empty_schemas,
         )
     context.log.info(f"plan: {plan.summary()}")
@@ -133,9 +112,7 @@ def write_statuses(
     after it, what it added, deprecated and restored), which the API and CLI read back."""
     now = utcnow()
     with failures_as_dagster(), gc_paused():  # 100,000 inserts: 2 s in the collector
-        store = catalogue.get_store()
-        written = store.apply_refresh(connection.id, plan, now)
-        store.mark_refreshed(connection.id, now)
+        written = refresh.write_plan(catalogue.get_store(), connection.id, plan, now)
     summary = {**plan.summary(), "documents_written": written}
     changes = {
         **summary,
@@ -225,23 +202,3 @@ def _names(keys) -> dg.MetadataValue:
     names = [".".join(key) for key in keys]
     shown = names[:50] + ([f"… and {len(names) - 50} more"] if len(names) > 50 else [])
     return dg.MetadataValue.json(shown)
-
-
-def take_connection(
-    context: dg.OpExecutionContext, catalogue: StoreResource, id_or_alias: str
-) -> ConnectionRef:
-    """The first step of both jobs: load the run's connection, tag the run with it and take the
-    connection's lease (waiting, bounded, for another run of it)."""
-    with failures_as_dagster():
-        store = catalogue.get_store()
-        conn = store.get_connection(id_or_alias)
-    _tag_run(context, conn.id)
-    hold_connection_lease(context, store, conn.id, wait_s=catalogue.settings().lease_wait_s)
-    return ConnectionRef(conn.id, conn.alias, conn.dialect, conn.schemas, conn.refresh_schedule)
-
-
-def _tag_run(context: dg.OpExecutionContext, connection_id: str) -> None:
-    # Runs launched from the UI only carry the connection in their config; tag them so that
-    # run lists filter and per-connection concurrency see them like every other trigger's.
-    if context.run.tags.get(CONNECTION_TAG) != connection_id:
-        context.instance.add_run_tags(context.run_id, {CONNECTION_TAG: connection_id})

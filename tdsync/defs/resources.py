@@ -1,12 +1,11 @@
-"""Resources: the catalogue store and the source databases. Secrets come from the environment only
-(dg.EnvVar fields)."""
+"""Shell (Dagster): the resources, the catalogue store and the source databases' settings, and
+how an expected failure reaches Dagster. Secrets come from the environment only (dg.EnvVar fields)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import dagster as dg
 from dagster._core.errors import DagsterUserCodeProcessError
@@ -16,11 +15,6 @@ from pydantic import Field
 from tdsync.config.settings import Settings
 from tdsync.domain.errors import TdsyncError
 from tdsync.domain.models import plain_json
-from tdsync.domain.refresh_rules import Listing
-from tdsync.domain.scan_model import ScanOptions, ScanTarget, TableScan
-from tdsync.sources.fingerprints import fingerprint_tables
-from tdsync.sources.listing import list_live_tables
-from tdsync.sources.scanner import scan_tables
 from tdsync.store import CatalogueStore
 from tdsync.store.client import shared_store
 
@@ -69,8 +63,9 @@ class StoreResource(dg.ConfigurableResource):
 
 
 class SourceDatabasesResource(dg.ConfigurableResource):
-    """Opens source databases with connect and statement timeouts; a scan gives up on a source
-    that answers nothing for `stall_s`.
+    """How the run's steps open source databases (tdsync.services.refresh and .scan, with these
+    settings): connect and statement timeouts; a scan gives up on a source that answers nothing
+    for `stall_s`.
 
     Both fields are seconds (floats), so not `dg.EnvVar` (strings and integers only): left unset
     in the code location, they are read from TDSYNC_SOURCE_TIMEOUT_S / TDSYNC_SCAN_STALL_S by
@@ -92,51 +87,6 @@ class SourceDatabasesResource(dg.ConfigurableResource):
         """The fields set here, and tdsync.config.settings.Settings' (the environment's) for the rest."""
         fields = {"source_timeout_s": self.timeout_s, "scan_stall_s": self.stall_s}
         return Settings(**{k: v for k, v in fields.items() if v is not None})
-
-    def list_live(
-        self, *, connection_uri: str, schemas: list[str] | None, ssh: dict[str, Any] | None = None
-    ) -> Listing:
-        settings = self.settings()
-        return list_live_tables(
-            connection_uri,
-            schemas,
-            timeout_s=settings.source_timeout_s,
-            ssh=ssh,
-            settings=settings,
-        )
-
-    def fingerprint(
-        self,
-        *,
-        connection_uri: str,
-        tables: list[tuple[str, str]],
-        ssh: dict[str, Any] | None = None,
-    ) -> dict[tuple[str, str], str]:
-        """Structural fingerprints of the named (schema, table) objects, from the catalog."""
-        settings = self.settings()
-        return fingerprint_tables(
-            connection_uri, tables, timeout_s=settings.source_timeout_s, ssh=ssh, settings=settings
-        )
-
-    def scan(
-        self,
-        *,
-        connection_uri: str,
-        targets: list[ScanTarget],
-        options: ScanOptions,
-        ssh: dict[str, Any] | None = None,
-    ) -> Iterator[TableScan]:
-        """Scan tables of one source database; results arrive as each table finishes."""
-        settings = self.settings()
-        return scan_tables(
-            connection_uri,
-            targets,
-            options=options,
-            timeout_s=settings.source_timeout_s,
-            stall_s=settings.scan_stall_s,
-            ssh=ssh,
-            settings=settings,
-        )
 
 
 # The catalogue's string settings, each bound to its environment variable when that is set where

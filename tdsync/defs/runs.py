@@ -1,4 +1,5 @@
-"""Running tdsync's jobs for the API and the CLI: every run is created from the code location.
+"""Shell (Dagster): running tdsync's jobs for the API and the CLI; every run is created from the
+code location.
 
 A run is made as `dagster job launch` makes one (the code location's job, its snapshot and its
 origin), so the Dagster UI can re-execute it, open it in the Launchpad and filter it like a run
@@ -9,6 +10,7 @@ instance, whose run queue, launcher and executor run it, and this process waits 
 `settings` are the caller's (built once by its entry point): they choose
 the instance, the store and the lease wait here. The run's own resources are the code location's,
 bound to the same environment (tdsync.defs.resources), as in any process that loads it.
+DagsterRunStarter is how the services (registering a connection, requesting a scan) start runs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +40,19 @@ from tdsync.config.settings import Settings, ensure_dagster_home
 from tdsync.defs.assets import TABLE_DESCRIPTIONS
 from tdsync.defs.partitions import ensure_partition, partition_key
 from tdsync.defs.refresh_job import (
-    CONNECTION_TAG,
     SUMMARY_FIELDS,
-    TRIGGER_TAG,
     refresh_run_config,
     refresh_table_descriptions,
 )
 from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
+from tdsync.defs.scan_process import start_detached_scan
+from tdsync.defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.domain.errors import ConnectionBusy, TdsyncError, ValidationFailed, error_from_code
 from tdsync.domain.models import Status
 from tdsync.services import connection_lease, scan_progress
+from tdsync.services.run_starter import RunNotStarted
 from tdsync.services.scan_progress import ProgressCallback
+from tdsync.store import CatalogueStore
 from tdsync.store.client import shared_store
 
 # The name workspace.yaml's python_module gives the code location in the webserver and daemon:
@@ -471,3 +476,43 @@ def run_error(dagster_instance: dg.DagsterInstance, run_id: str) -> TdsyncError:
     run = dagster_instance.get_run_by_id(run_id)
     status = run.status.value.lower() if run else "lost"
     return TdsyncError(f"run {status}", {"run_id": run_id})
+
+
+@dataclass(frozen=True)
+class DagsterRunStarter:
+    """The services' RunStarter (tdsync.services.run_starter): runs tagged with `trigger`."""
+
+    store: CatalogueStore
+    settings: Settings
+    trigger: str
+
+    def refresh(self, connection_id: str) -> dict[str, Any]:
+        # Joins a refresh of the connection already running rather than repeating it.
+        return refresh(connection_id, trigger=self.trigger, settings=self.settings)
+
+    def start_scan(
+        self,
+        connection_id: str,
+        *,
+        run_id: str,
+        table_names: list[str] | None,
+        description_ids: list[str] | None,
+    ) -> None:
+        asked = {"table_names": table_names, "description_ids": description_ids}
+        try:
+            if deployment() == "local":
+                start_detached_scan(
+                    self.store, self.settings, connection_id=connection_id, run_id=run_id, **asked
+                )
+            else:
+                # The instance's queue, launcher and run monitoring take it from here; the
+                # run-failure sensor settles its rows if it fails before scanning them.
+                submit_scan(
+                    connection_id,
+                    trigger=self.trigger,
+                    run_id=run_id,
+                    settings=self.settings,
+                    **asked,
+                )
+        except (OSError, dg.DagsterError) as exc:
+            raise RunNotStarted(getattr(exc, "strerror", None) or str(exc)) from exc

@@ -8,9 +8,10 @@ one through the API or CLI takes effect at the next minute, without a restart.
 import dagster as dg
 
 from tdsync.defs.partitions import ensure_partition, partition_key
-from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG, refresh_table_descriptions
+from tdsync.defs.refresh_job import refresh_table_descriptions
 from tdsync.defs.resources import StoreResource, failures_as_dagster
 from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
+from tdsync.defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.domain.cron import due_refreshes, moment
 
 SCHEDULE_TAG = "tdsync/refresh_schedule"

@@ -18,13 +18,10 @@ import dagster as dg
 from tdsync.config.credentials import scrub
 from tdsync.defs.assets import TABLE_DESCRIPTIONS, catalogue_checks
 from tdsync.defs.partitions import CONNECTIONS, partition_key
-from tdsync.defs.refresh_job import (
-    CONNECTION_TAG,
-    TRIGGER_TAG,
-    refresh_table_descriptions,
-)
+from tdsync.defs.refresh_job import refresh_table_descriptions
 from tdsync.defs.resources import StoreResource, failures_as_dagster
 from tdsync.defs.scan_job import ScanConfig, scan_table_descriptions
+from tdsync.defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.domain.errors import TdsyncError
 from tdsync.domain.models import DatabaseConnection, as_utc, utcnow
 from tdsync.services import connection_lease

@@ -1,25 +1,69 @@
-"""Registering a connection, as the Dataherald engine does: try it, store it, list its tables;
-and changing one with the same checks. The API routes and the CLI both call these.
+"""Services layer: managing connections and taking one for a run.
 
-The listing is a refresh run like any other (a Dagster run on the configured instance); when it
-fails, the connection is deleted again, so a registration that answers an error stores nothing.
+Registering a connection, as the Dataherald engine does: try it, store it, list its tables; and
+changing one with the same checks. The API routes and the CLI both call these. The listing is a
+refresh run like any other (started by the caller's RunStarter, tdsync.defs.runs); when it fails,
+the connection is deleted again, so a registration that answers an error stores nothing.
+
+Taking a connection is the first step of every refresh and scan run: once the connection is read,
+its lease is taken for the run (tdsync.services.connection_lease), and what the run's later steps
+need of it travels as a ConnectionRef.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tdsync.config.settings import Settings
-from tdsync.defs import runs
-from tdsync.domain.models import DatabaseConnection
+from tdsync.domain.models import DATA_MAX_AGE_S, DatabaseConnection
+from tdsync.services import connection_lease
+from tdsync.services.run_starter import RunStarter
 from tdsync.sources.check import check_connection
 from tdsync.store import CatalogueStore
+
+
+@dataclass(frozen=True)
+class ConnectionRef:
+    """What a run's steps pass around: never the URI (outputs are stored; URIs hold passwords)."""
+
+    id: str
+    alias: str
+    dialect: str
+    schemas: list[str] | None
+    refresh_schedule: str | None = None
+    data_max_age_s: int = DATA_MAX_AGE_S
+
+
+def take_connection(
+    store: CatalogueStore,
+    connection: DatabaseConnection,
+    *,
+    holder: str,
+    kind: str,
+    wait_s: float,
+    on_wait: Callable[[dict[str, Any]], None] | None = None,
+) -> ConnectionRef:
+    """Take the connection's lease for run `holder` (waiting at most `wait_s` for another run of
+    it; ConnectionBusy after that), from the connection as already read: no second read."""
+    connection_lease.acquire(
+        store, connection.id, holder=holder, kind=kind, wait_s=wait_s, on_wait=on_wait
+    )
+    return ConnectionRef(
+        connection.id,
+        connection.alias,
+        connection.dialect,
+        connection.schemas,
+        connection.refresh_schedule,
+        connection.data_max_age_s,
+    )
 
 
 def register_connection(
     store: CatalogueStore,
     *,
-    trigger: str,
+    runs: RunStarter,
     timeout_s: float,
     settings: Settings,
     **fields: Any,
@@ -35,7 +79,7 @@ def register_connection(
     )
     connection = store.add_connection(**fields)
     try:
-        runs.refresh(connection.id, trigger=trigger, settings=settings)
+        runs.refresh(connection.id)
     except BaseException:
         store.delete_connection(connection.id)
         raise

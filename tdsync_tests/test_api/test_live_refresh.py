@@ -12,7 +12,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
+from tdsync.defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_api.live import ApiProcess, unique
 

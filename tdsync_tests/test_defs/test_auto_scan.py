@@ -14,10 +14,10 @@ from tdsync.api.app import create_app
 from tdsync.config.settings import Settings
 from tdsync.definitions import defs
 from tdsync.defs import runs
-from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.defs.resources import StoreResource
 from tdsync.defs.schedules import scan_connections_on_schedule
 from tdsync.defs.sensors import scan_what_refreshes_found
+from tdsync.defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.domain.models import Status
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_defs.test_schedules import at

@@ -14,10 +14,9 @@ from tdsync.definitions import defs
 from tdsync.defs import runs
 from tdsync.defs.partitions import ensure_partition
 from tdsync.defs.refresh_job import refresh_table_descriptions
-from tdsync.defs.resources import SourceDatabasesResource
 from tdsync.domain.errors import ConnectionBusy, InvalidDatabaseConnection
 from tdsync.domain.models import utcnow
-from tdsync.services import connection_lease
+from tdsync.services import connection_lease, refresh
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import until
 
@@ -33,13 +32,13 @@ def connection(store: CatalogueStore, sqlite_path) -> str:
 def paused_listing(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """Listing live tables blocks until the returned event is set (runs execute in-process)."""
     resume = threading.Event()
-    original = SourceDatabasesResource.list_live
+    original = refresh.list_live
 
-    def list_live(self, **kwargs):
+    def list_live(*args, **kwargs):
         assert resume.wait(30), "the test never resumed the listing"
-        return original(self, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(SourceDatabasesResource, "list_live", list_live)
+    monkeypatch.setattr(refresh, "list_live", list_live)
     return resume
 
 

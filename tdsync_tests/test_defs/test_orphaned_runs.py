@@ -13,9 +13,9 @@ import dagster as dg
 
 from tdsync.config.settings import Settings
 from tdsync.defs import runs
-from tdsync.defs.refresh_job import CONNECTION_TAG
 from tdsync.defs.resources import StoreResource
 from tdsync.defs.sensors import settle_orphaned_runs
+from tdsync.defs.tags import CONNECTION_TAG
 
 
 def test_killed_api_process_run_is_marked_failed_and_frees_its_connection(

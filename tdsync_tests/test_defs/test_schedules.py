@@ -7,13 +7,13 @@ import pytest
 
 from tdsync.definitions import defs
 from tdsync.defs.partitions import CONNECTIONS
-from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.defs.resources import StoreResource
 from tdsync.defs.schedules import (
     NEXT_REFRESH_TAG,
     SCHEDULE_TAG,
     refresh_connections_on_schedule,
 )
+from tdsync.defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.domain.errors import ValidationFailed
 from tdsync.store import CatalogueStore
 

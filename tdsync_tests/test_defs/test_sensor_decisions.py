@@ -12,7 +12,6 @@ import pytest
 
 from tdsync.defs.assets import TABLE_DESCRIPTIONS
 from tdsync.defs.partitions import CONNECTIONS
-from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.defs.sensors import (
     REFRESH_JOB,
     SCAN_JOB,
@@ -25,6 +24,7 @@ from tdsync.defs.sensors import (
     sync_connection_partitions,
     tables_to_scan,
 )
+from tdsync.defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.domain.models import Status, utcnow
 from tdsync_tests.fakes import FakeStore, fake_resource
 

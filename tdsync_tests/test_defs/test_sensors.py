@@ -6,7 +6,6 @@ import pytest
 from tdsync.config.settings import Settings
 from tdsync.defs import runs
 from tdsync.defs.partitions import CONNECTIONS
-from tdsync.defs.refresh_job import CONNECTION_TAG
 from tdsync.defs.resources import StoreResource
 from tdsync.defs.sensors import (
     SCAN_JOB,
@@ -15,6 +14,7 @@ from tdsync.defs.sensors import (
     settle_failed_runs,
     sync_connection_partitions,
 )
+from tdsync.defs.tags import CONNECTION_TAG
 from tdsync.domain.models import Status, utcnow
 from tdsync.store import CatalogueStore
 

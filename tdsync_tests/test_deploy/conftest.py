@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import yaml
 
 from tdsync.config.deployment import DEPLOY_DIR
-from tdsync.defs.refresh_job import CONNECTION_TAG
+from tdsync.defs.tags import CONNECTION_TAG
 from tdsync_tests.conftest import IN_CI, PG_ADMIN_URL, _server_database, unavailable, until
 from tdsync_tests.test_api.live import ApiProcess
 from tdsync_tests.test_deploy.jobs import REPO

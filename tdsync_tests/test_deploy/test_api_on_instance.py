@@ -11,7 +11,7 @@ import pytest
 
 from tdsync.config.settings import Settings, ensure_dagster_home
 from tdsync.defs import runs
-from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
+from tdsync.defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.domain.errors import ConnectionBusy
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_api.live import ApiProcess

@@ -17,7 +17,7 @@ import pytest
 from tdsync.config.deployment import DEPLOY_DIR
 from tdsync.config.settings import Settings, ensure_dagster_home
 from tdsync.defs.partitions import ensure_partition
-from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
+from tdsync.defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.store import CatalogueStore
 from tdsync_tests.test_deploy.conftest import (
     REPO,

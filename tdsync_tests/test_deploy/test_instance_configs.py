@@ -8,7 +8,7 @@ import yaml
 
 from tdsync.config.deployment import DEPLOY_DIR, instance_config_path
 from tdsync.config.settings import Settings, ensure_dagster_home
-from tdsync.defs.refresh_job import CONNECTION_TAG
+from tdsync.defs.tags import CONNECTION_TAG
 from tdsync_tests.test_deploy.conftest import instance_on
 
 PER_CONNECTION_LIMIT = {

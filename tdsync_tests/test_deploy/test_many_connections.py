@@ -18,9 +18,9 @@ import pytest
 
 from tdsync.definitions import defs
 from tdsync.defs import runs
-from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.defs.resources import StoreResource
 from tdsync.defs.schedules import refresh_connections_on_schedule
+from tdsync.defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import until
 from tdsync_tests.test_deploy.conftest import instance_on, running_daemon

@@ -133,14 +133,14 @@ def test_cli_scan_killed_mid_scan_recovers_and_a_rescan_converges(
 
 
 def launched_scans(home: str) -> list[int]:
-    """Pids of the detached scan runs (`python -m tdsync.services.scan_requests HOME/scans/…`)."""
+    """Pids of the detached scan runs (`python -m tdsync.defs.scan_process HOME/scans/…`)."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"tdsync.services.scan_requests" in cmdline and any(
+        if b"tdsync.defs.scan_process" in cmdline and any(
             home.encode() in part for part in cmdline
         ):
             found.append(int(proc.name))

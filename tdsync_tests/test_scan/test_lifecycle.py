@@ -12,7 +12,7 @@ import pytest
 
 from tdsync.config.settings import Settings
 from tdsync.defs import runs
-from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
+from tdsync.defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.domain.errors import InvalidDatabaseConnection, TableDescriptionNotFound
 from tdsync.domain.models import Status, utcnow
 from tdsync.store import CatalogueStore

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from tdsync.api.app import create_app
 from tdsync.config.settings import Settings
 from tdsync.defs import runs
-from tdsync.defs.refresh_job import CONNECTION_TAG, TRIGGER_TAG
+from tdsync.defs.tags import CONNECTION_TAG, TRIGGER_TAG
 from tdsync.domain.models import Status
 from tdsync.store import CatalogueStore
 from tdsync_tests.conftest import until

@@ -13,9 +13,10 @@ from tdsync.api.deps import State, Store, path_id
 from tdsync.api.errors import error_responses
 from tdsync.api.schemas import ConnectionCreate, ConnectionUpdate, IdInPath
 from tdsync.config.settings import Settings
+from tdsync.defs.runs import DagsterRunStarter
+from tdsync.defs.tags import WEBHOOK_TRIGGER
 from tdsync.domain.models import DatabaseConnection
 from tdsync.services.connections import change_connection, register_connection
-from tdsync.services.scan_requests import WEBHOOK_TRIGGER
 
 # Registration waits for this at most, whatever TDSYNC_SOURCE_TIMEOUT_S allows a refresh.
 CHECK_TIMEOUT_S = 5.0
@@ -33,7 +34,7 @@ router = APIRouter(prefix="/database-connections", tags=["database connections"]
 def create_connection(body: ConnectionCreate, state: State, store: Store) -> DatabaseConnection:
     return register_connection(
         store,
-        trigger=WEBHOOK_TRIGGER,
+        runs=DagsterRunStarter(store, state.settings, WEBHOOK_TRIGGER),
         timeout_s=_timeout_s(state.settings),
         settings=state.settings,
         **body.fields(),

@@ -20,8 +20,8 @@ from tdsync.api.errors import error_responses
 from tdsync.api.schemas import OBJECT_ID_PATTERN, DescriptionUpdate, IdInPath, RefreshRequest
 from tdsync.api.streaming import streamed_descriptions
 from tdsync.defs import runs
+from tdsync.defs.tags import WEBHOOK_TRIGGER
 from tdsync.domain.models import Status, TableDescription
-from tdsync.services.scan_requests import WEBHOOK_TRIGGER
 
 router = APIRouter(prefix="/table-descriptions", tags=["table descriptions"])
 PAGE_MAX = 10_000

@@ -5,8 +5,8 @@ The body is the engine's object or the Dataherald service's (and SDK's) list of
 metadata of the rows it scans (the service finds rows by `metadata.dh_internal`).
 
 The requested descriptions are marked SYNCHRONIZING before the answer (201, sorted by schema and
-table name); the scan itself runs as a Dagster run in a detached process (tdsync.services.scan_requests), so
-neither the request nor a dagster-daemon has to wait for it. Poll the descriptions for the outcome.
+table name); the scan itself runs as a Dagster run (tdsync.services.scan_requests starts it; in
+`local`, in a detached process, tdsync.defs.scan_process), so the request does not wait for it. Poll the descriptions for the outcome.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from pydantic.json_schema import SkipJsonSchema
 from tdsync.api.deps import State
 from tdsync.api.errors import error_responses
 from tdsync.api.schemas import Metadata, ObjectIdStr
-from tdsync.defs import runs
+from tdsync.defs.runs import DagsterRunStarter
+from tdsync.defs.tags import WEBHOOK_TRIGGER
 from tdsync.domain.models import TableDescription
-from tdsync.services.scan_requests import WEBHOOK_TRIGGER, request_scan
+from tdsync.services.scan_requests import request_scan
 
 router = APIRouter(prefix="/table-descriptions", tags=["table descriptions"])
 
@@ -73,11 +74,7 @@ def sync_schemas(
             ids=request.ids,
             table_names=request.table_names,
             changed_only=request.changed_only,
-            # runs.refresh joins a refresh of the connection already running rather than
-            # repeating it.
-            refresh=lambda connection_id: runs.refresh(
-                connection_id, trigger=WEBHOOK_TRIGGER, settings=state.settings
-            ),
+            runs=DagsterRunStarter(state.store(), state.settings, WEBHOOK_TRIGGER),
         )
         if request.metadata:
             scanned = state.store().merge_metadata([d.id for d in scanned], request.metadata)
