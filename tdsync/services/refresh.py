@@ -22,8 +22,8 @@ from tdsync.domain.refresh_rules import (
     with_snapshot,
 )
 from tdsync.services.connections import ConnectionRef
-from tdsync.sources.engine import list_live_tables
 from tdsync.sources.fingerprints import fingerprint_tables
+from tdsync.sources.listing import list_live_tables
 from tdsync.store import CatalogueStore
 
 # (schema, table) names of new tables -> their structural fingerprints (tdsync.sources.fingerprints).
