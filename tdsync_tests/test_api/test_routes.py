@@ -402,11 +402,11 @@ def test_sync_schemas_starts_one_scan_per_item_and_merges_its_metadata(
         "ids": None,
         "table_names": None,
         "changed_only": True,
-        "refresh": requested[0]["refresh"],
+        "runs": requested[0]["runs"],
     }
     assert [r["table_names"] for r in requested[1:]] == [["orders"], None]
     assert names(many, 201) == ["main.orders", "sales.orders"] * 2
     assert [d["metadata"] for d in many.json()[:2]] == [{"dh": 1}, {"dh": 1}]
     # A connection with nothing to scan yet is refreshed first, as a webhook refresh.
-    requested[0]["refresh"](shop)
+    requested[0]["runs"].refresh(shop)
     assert [(c, kwargs["trigger"]) for c, kwargs in refreshes.calls] == [(shop, "webhook")]
