@@ -1,4 +1,4 @@
-"""The FastAPI application: routers, error handlers, the API-key rule and start-up warm-up."""
+"""Shell (HTTP): The FastAPI application: routers, error handlers, the API-key rule and start-up warm-up."""
 
 from __future__ import annotations
 

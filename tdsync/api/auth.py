@@ -1,4 +1,4 @@
-"""The TDSYNC_API_KEY rule: when a key is set, every request but /health needs `Bearer <key>`
+"""Shell (HTTP): The TDSYNC_API_KEY rule: when a key is set, every request but /health needs `Bearer <key>`
 or, as the Dataherald SDK sends it, `X-API-Key: <key>`.
 
 Enforced as ASGI middleware so that it runs before anything else looks at the request (an

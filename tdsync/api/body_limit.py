@@ -1,4 +1,4 @@
-"""A cap on request bodies, so that one request cannot make the API read gigabytes into memory.
+"""Shell (HTTP): A cap on request bodies, so that one request cannot make the API read gigabytes into memory.
 
 A declared `Content-Length` over the cap is refused before anything is read (the server holds a
 body to its declared length). A body without one (chunked) is read here, up to the cap, and

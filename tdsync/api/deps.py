@@ -1,4 +1,4 @@
-"""What the routes share: settings, the catalogue store.
+"""Shell (HTTP): What the routes share: settings, the catalogue store.
 
 The Dagster instance is `tdsync.defs.runs.instance(settings)`, one per process and home, owned there.
 """

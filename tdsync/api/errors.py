@@ -1,4 +1,4 @@
-"""Every failure leaves the API as JSON `{error_code, message, detail}`, never as a traceback.
+"""Shell (HTTP): Every failure leaves the API as JSON `{error_code, message, detail}`, never as a traceback.
 
 TdsyncError carries its own status and code; validation errors, unknown routes, MongoDB outages
 and anything unexpected are translated here. Nothing a client sees or a log line holds repeats

@@ -1,4 +1,4 @@
-"""JSON request bodies are read strictly, before any route sees them.
+"""Shell (HTTP): JSON request bodies are read strictly, before any route sees them.
 
 FastAPI answers a body it cannot decode (invalid UTF-8, nesting deep enough to exhaust Python's
 recursion) with a bare 400, and Python's json accepts `NaN`, `Infinity` and `1e999`, which would

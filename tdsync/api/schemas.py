@@ -1,4 +1,4 @@
-"""Request bodies of the API. Responses are the catalogue's own models (tdsync.domain.models).
+"""Shell (HTTP): Request bodies of the API. Responses are the catalogue's own models (tdsync.domain.models).
 
 Every field of the Dataherald engine's and service's request models is honoured or refused here
 with a 422 naming it (README, "Dataherald compatibility"); other unknown fields are ignored. In a

@@ -1,4 +1,4 @@
-"""Serving the API with uvicorn: `tdsync api [--host] [--port]`, or `python -m tdsync.api.server`."""
+"""Shell (HTTP): Serving the API with uvicorn: `tdsync api [--host] [--port]`, or `python -m tdsync.api.server`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Lists of table descriptions answered as a stream: the JSON array is written while the store's
+"""Shell (HTTP): Lists of table descriptions answered as a stream: the JSON array is written while the store's
 cursor is read, so the first byte leaves early and the API's memory does not grow with the
 catalogue (issue 18: 100,000 descriptions are a 41 MB answer).
 

@@ -1,4 +1,4 @@
-"""`tdsync demo`: a small shop database, registered, refreshed, changed and refreshed again."""
+"""Shell (CLI): `tdsync demo`: a small shop database, registered, refreshed, changed and refreshed again."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`tdsync dev`: everything for local use in one command, stopped together by Ctrl-C.
+"""Shell (CLI): `tdsync dev`: everything for local use in one command, stopped together by Ctrl-C.
 
 The catalogue store (the embedded MongoDB-compatible server when TDSYNC_MONGO_URI is unset),
 `dagster-webserver` and `dagster-daemon` on one Dagster instance (DAGSTER_HOME, so the UI shows

@@ -1,4 +1,4 @@
-"""The `tdsync` command line: thin shells over the store, the jobs and the API server."""
+"""Shell (CLI): The `tdsync` command line: thin shells over the store, the jobs and the API server."""
 
 from __future__ import annotations
 

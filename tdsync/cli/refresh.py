@@ -1,4 +1,4 @@
-"""`tdsync refresh CONNECTION [--all | --json]`: a refresh run, then what a person can read.
+"""Shell (CLI): `tdsync refresh CONNECTION [--all | --json]`: a refresh run, then what a person can read.
 
 By default: what changed, the counts by status, and at most a screenful of rows (the changed ones
 first); the whole catalogue only when it fits. `--all` prints every row, one line each, as the

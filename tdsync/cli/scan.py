@@ -1,4 +1,4 @@
-"""`tdsync scan CONNECTION [--table T]… [--no-data]`: a scan run with a progress bar, then what
+"""Shell (CLI): `tdsync scan CONNECTION [--table T]… [--no-data]`: a scan run with a progress bar, then what
 failed and why."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The health checks of the `table_descriptions` asset (tdsync.defs.refresh_job computes it).
+"""Shell (Dagster): The health checks of the `table_descriptions` asset (tdsync.defs.refresh_job computes it).
 
 Both checks run after every materialization, in the same run, on that run's connection; executed
 on their own (the UI's "Execute" on a check) they judge every connection. The

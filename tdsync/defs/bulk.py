@@ -1,4 +1,4 @@
-"""Handling tens of thousands of catalogue rows in one go without the garbage collector's toll.
+"""Shell (Dagster): Handling tens of thousands of catalogue rows in one go without the garbage collector's toll.
 
 Reading 10,000 stored descriptions and listing 10,000 live tables allocates some 100,000 small,
 cycle-free objects. Each allocation burst makes CPython run its collector, and its full passes

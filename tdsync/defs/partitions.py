@@ -1,4 +1,4 @@
-"""`table_descriptions` has one partition per connection, keyed by its alias so a person finds it.
+"""Shell (Dagster): `table_descriptions` has one partition per connection, keyed by its alias so a person finds it.
 
 Dagster refuses a few substrings in partition keys (`...`, control characters); an alias holding
 one is keyed with them replaced, and the key is resolved back through the connections' list.

@@ -1,4 +1,4 @@
-"""Per-connection schedules: two schedules that ask, every minute, which connection is due, one
+"""Shell (Dagster): Per-connection schedules: two schedules that ask, every minute, which connection is due, one
 for refreshes (`refresh_schedule`) and one for changed-only scans (`scan_schedule`).
 
 Each connection's crons (UTC) live in the store and are read on every tick, so adding or editing

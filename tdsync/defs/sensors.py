@@ -1,4 +1,4 @@
-"""Sensors: settle what a failed or cancelled run leaves behind; partitions follow connections;
+"""Shell (Dagster): Sensors: settle what a failed or cancelled run leaves behind; partitions follow connections;
 the catalogue's checks are reported when their outcome changes; connections with `auto_scan` get
 a scan of what their refreshes found.
 

@@ -1,4 +1,4 @@
-"""At most one refresh or scan per connection at a time, across processes: the connection lease.
+"""Services layer: At most one refresh or scan per connection at a time, across processes: the connection lease.
 
 Whoever runs a refresh or scan (the API and CLI through tdsync.defs.runs, a run launched from the
 Dagster UI or a schedule inside its first op) first takes the connection's lease in the store,

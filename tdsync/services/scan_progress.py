@@ -1,4 +1,4 @@
-"""Progress of a scan run for callers in the same process (the CLI's progress bar).
+"""Services layer: Progress of a scan run for callers in the same process (the CLI's progress bar).
 
 A scan run executes in the caller's process (tdsync.defs.runs.scan), so the op can hand its progress
 to a callback registered under the run id; nothing goes through Dagster for it.

@@ -1,4 +1,4 @@
-"""Recording a scan run's results as they arrive: batched saves, lease renewal, progress.
+"""Services layer: Recording a scan run's results as they arrive: batched saves, lease renewal, progress.
 
 Results are saved in batches (every `save_every` results, or `save_after_s` after the oldest
 unsaved one), so a run killed half-way keeps what it finished. A background thread does the saving

@@ -1,4 +1,4 @@
-"""Store layer: the one MongoDB access layer: connections, table descriptions, run leases, scans
+"""Store layer: the one MongoDB access layer: connections, table descriptions, connection leases, scans
 and catalogue versions.
 
 CatalogueStore (catalogue_store.py) is one small facade over one repository per collection:

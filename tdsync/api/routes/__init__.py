@@ -1,1 +1,1 @@
-"""One router per resource: connections, table descriptions, scan, health."""
+"""Shell (HTTP): one router per resource: connections, table descriptions, scan, health."""

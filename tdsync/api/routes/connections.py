@@ -1,4 +1,4 @@
-"""Connections CRUD: `/api/v1/database-connections` (and the Dataherald service's `/api/...`).
+"""Shell (HTTP): Connections CRUD: `/api/v1/database-connections` (and the Dataherald service's `/api/...`).
 
 A connection is tried (connect once, look for its schemas) before it is stored, so a mistyped
 host, password or schema is refused now rather than at its first refresh; a new one has its

@@ -1,4 +1,4 @@
-"""Table descriptions: list, get, people's edits, and the Dataherald-compatible refresh.
+"""Shell (HTTP): Table descriptions: list, get, people's edits, and the Dataherald-compatible refresh.
 
 `POST /refresh` runs the `refresh_table_descriptions` job as a Dagster run on the configured
 instance (tagged `tdsync/trigger=webhook`) and answers 201 with the connection's full list once

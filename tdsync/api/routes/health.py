@@ -1,4 +1,4 @@
-"""`GET /health`: is the API up and can it reach the catalogue's MongoDB. Never needs the API key.
+"""Shell (HTTP): `GET /health`: is the API up and can it reach the catalogue's MongoDB. Never needs the API key.
 
 It is open to anyone who reaches the port, so it never tells where the store is (hosts, ports,
 timeouts, driver messages): with TDSYNC_API_KEY set, a caller without the key learns only

@@ -1,4 +1,4 @@
-"""`GET /heartbeat`: the Dataherald engine's liveness probe (its own API test calls it).
+"""Shell (HTTP): `GET /heartbeat`: the Dataherald engine's liveness probe (its own API test calls it).
 
 Unlike /health it looks at nothing but the process, and needs the API key when one is set.
 """

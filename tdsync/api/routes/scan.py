@@ -1,4 +1,4 @@
-"""`POST /api/v1/table-descriptions/sync-schemas`: start a scan, answer with the rows it claimed.
+"""Shell (HTTP): `POST /api/v1/table-descriptions/sync-schemas`: start a scan, answer with the rows it claimed.
 
 The body is the engine's object or the Dataherald service's (and SDK's) list of
 `{db_connection_id, table_names}`, one scan per item. Its `metadata` is merged into the
