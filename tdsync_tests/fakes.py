@@ -382,3 +382,17 @@ def fake_resource(store: FakeStore, **fields: Any) -> FakeStoreResource:
     key = str(id(store))
     FAKE_STORES[key] = store
     return FakeStoreResource(fake_key=key, **fields)
+
+
+def describe(store, connection_id: str, schema: str, table: str, **fields) -> str:
+    """Seed one stored description, as a refresh would (the fake and the real store alike)."""
+    doc = {
+        "_id": ObjectId(),
+        "db_connection_id": connection_id,
+        "schema_name": schema,
+        "table_name": table,
+        "status": Status.NOT_SCANNED.value,
+        **fields,
+    }
+    store.descriptions.insert_one(doc)
+    return str(doc["_id"])

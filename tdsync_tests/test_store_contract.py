@@ -19,21 +19,9 @@ from tdsync.domain.errors import (
     ValidationFailed,
 )
 from tdsync.domain.models import Status, utcnow
+from tdsync_tests.fakes import describe
 
 SECRET = "postgresql://reader:hunter2@db.internal:5432/sales"
-
-
-def describe(store, connection_id: str, schema: str, table: str, **fields) -> str:
-    doc = {
-        "_id": ObjectId(),
-        "db_connection_id": connection_id,
-        "schema_name": schema,
-        "table_name": table,
-        "status": Status.NOT_SCANNED.value,
-        **fields,
-    }
-    store.descriptions.insert_one(doc)
-    return str(doc["_id"])
 
 
 def connections_are_masked_unique_and_found_by_id_or_alias(store) -> None:

@@ -177,8 +177,9 @@ def execute(
     )
     run_id = run_id or str(uuid.uuid4())
     tags = {CONNECTION_TAG: db_connection_id, TRIGGER_TAG: trigger}
-    if deployment() != "local":
-        run = create_run(
+
+    def new_run() -> dg.DagsterRun:
+        return create_run(
             job_name,
             dagster_instance=dagster_instance,
             tags=tags,
@@ -186,6 +187,9 @@ def execute(
             partition=partition,
             run_id=run_id,
         )
+
+    if deployment() != "local":
+        run = new_run()
         submit(dagster_instance, run)
         return _ended(dagster_instance, run_id, queued_for_s=settings.lease_wait_s)
     with connection_lease.held(
@@ -195,14 +199,7 @@ def execute(
         kind=job_name,
         wait_s=settings.lease_wait_s,
     ):
-        run = create_run(
-            job_name,
-            dagster_instance=dagster_instance,
-            tags=tags,
-            run_config=run_config,
-            partition=partition,
-            run_id=run_id,
-        )
+        run = new_run()
         location = code_location(dagster_instance)
         execute_run(
             location.get_reconstructable_job(REPOSITORY_NAME, job_name), run, dagster_instance

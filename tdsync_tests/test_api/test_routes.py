@@ -21,8 +21,7 @@ from tdsync.api.routes import scan as scan_routes
 from tdsync.config.settings import Settings
 from tdsync.defs import runs
 from tdsync.domain.errors import StorageUnavailable
-from tdsync.domain.models import Status
-from tdsync_tests.fakes import FakeStore
+from tdsync_tests.fakes import FakeStore, describe
 
 KEY = "test-api-key"
 CONNECTIONS = "/api/v1/database-connections"
@@ -87,18 +86,6 @@ def error(response, status: int) -> str:
     body = response.json()
     assert set(body) == {"error_code", "message", "detail"}
     return body["error_code"]
-
-
-def describe(store: FakeStore, connection_id: str, schema: str, table: str, **fields) -> str:
-    doc = {
-        "db_connection_id": connection_id,
-        "schema_name": schema,
-        "table_name": table,
-        "status": Status.NOT_SCANNED.value,
-        **fields,
-    }
-    store.descriptions.insert_one(doc)
-    return str(doc["_id"])
 
 
 # -- the API key, /health, /heartbeat ------------------------------------------------------------
